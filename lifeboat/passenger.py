@@ -1,0 +1,153 @@
+"""The passenger schema: the one definition shared by training, serving, drift and load tests.
+
+Every consumer derives what it needs from ``COLUMNS``: the service's pydantic model
+(:class:`Passenger`), Spark's read schema and row checks (``training.data``), the drift
+report's column mapping and the load test's sampling. Nothing here imports pyspark, mlflow
+or evidently, so the Bento stays small and ``import service`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+Kind = Literal["int", "float", "category", "text"]
+Role = Literal["feature", "label", "id", "ignored"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a passenger record, with the bounds a valid value must respect."""
+
+    name: str
+    kind: Kind
+    role: Role
+    description: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+# Kaggle's column names and order (data/titanic.csv uses exactly these).
+COLUMNS: tuple[Column, ...] = (
+    Column("PassengerId", "int", "id", "Row identifier; never a feature", minimum=1),
+    Column("Survived", "int", "label", "Ground truth: 1 survived, 0 died", choices=(0, 1)),
+    Column("Pclass", "int", "feature", "Ticket class: 1, 2 or 3", required=True, choices=(1, 2, 3)),
+    Column("Name", "text", "ignored", "Passenger name; never a feature, never logged"),
+    Column(
+        "Sex", "category", "feature", "male or female", required=True, choices=("female", "male")
+    ),
+    Column(
+        "Age",
+        "float",
+        "feature",
+        "Age in years; fractional below 1; may be missing",
+        minimum=0.0,
+        maximum=120.0,
+    ),
+    Column(
+        "SibSp",
+        "int",
+        "feature",
+        "Siblings and spouses aboard",
+        required=True,
+        minimum=0,
+        maximum=20,
+    ),
+    Column(
+        "Parch",
+        "int",
+        "feature",
+        "Parents and children aboard",
+        required=True,
+        minimum=0,
+        maximum=20,
+    ),
+    Column("Ticket", "text", "ignored", "Ticket number; never a feature"),
+    Column(
+        "Fare",
+        "float",
+        "feature",
+        "Passenger fare in pre-1970 British pounds; may be missing",
+        minimum=0.0,
+        maximum=10_000.0,
+    ),
+    Column("Cabin", "text", "ignored", "Cabin number; never a feature"),
+    Column(
+        "Embarked",
+        "category",
+        "feature",
+        "Port of embarkation: C Cherbourg, Q Queenstown, S Southampton; may be missing",
+        choices=("C", "Q", "S"),
+    ),
+)
+
+BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+LABEL = "Survived"
+ID = "PassengerId"
+FEATURES: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.role == "feature")
+NUMERIC_FEATURES: tuple[str, ...] = tuple(
+    c.name for c in COLUMNS if c.role == "feature" and c.kind in ("int", "float")
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
+    c.name for c in COLUMNS if c.role == "feature" and c.kind == "category"
+)
+REQUIRED_FEATURES: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
+
+
+def _annotation(col: Column) -> Any:
+    # Integer choices stay plain (strict) ints bounded by _field: Literal[1, 2, 3] would accept
+    # True, which equals 1 in Python.
+    if col.choices is not None and col.kind != "int":
+        base: Any = Literal[col.choices]  # type: ignore[valid-type]
+    else:
+        base = {"int": int, "float": float, "category": str, "text": str}[col.kind]
+    return base if col.required else base | None
+
+
+def _field(col: Column) -> Any:
+    bounds: dict[str, Any] = {}
+    if col.kind == "int" and col.choices is not None:
+        # contiguous integer codes (Pclass 1..3, Survived 0..1)
+        bounds.update(
+            ge=min(col.choices), le=max(col.choices), json_schema_extra={"enum": list(col.choices)}
+        )
+    if col.minimum is not None:
+        bounds["ge"] = col.minimum
+    if col.maximum is not None:
+        bounds["le"] = col.maximum
+    if col.kind == "float":
+        bounds["allow_inf_nan"] = False
+    if col.kind == "text":
+        bounds["max_length"] = 500
+    default = ... if col.required else None
+    return Field(default, description=col.description, **bounds)
+
+
+class _Strict(BaseModel):
+    # strict: "3" is not an int and true is not 1; forbid: a typo in a field name is an error,
+    # not a silently missing feature.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+Passenger: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "Passenger",
+    __base__=_Strict,
+    __doc__="A passenger as clients send it: Kaggle's columns, the seven features required or "
+    "nullable as documented, PassengerId/Name/Ticket/Cabin optional and never used.",
+    **{c.name: (_annotation(c), _field(c)) for c in COLUMNS},
+)
+
+EXAMPLE: dict[str, Any] = {
+    "Pclass": 3,
+    "Sex": "male",
+    "Age": 22,
+    "SibSp": 1,
+    "Parch": 0,
+    "Fare": 7.25,
+    "Embarked": "S",
+}

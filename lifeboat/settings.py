@@ -1,0 +1,58 @@
+"""One settings object, read from the environment (documented in .env.example)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Lifeboat settings; the ecosystem's own variable names where one exists."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # MLflow. Unset means the embedded default: a SQLite file and a local artifact folder.
+    mlflow_tracking_uri: str | None = Field(None, alias="MLFLOW_TRACKING_URI")
+    experiment: str = Field("titanic", alias="LIFEBOAT_EXPERIMENT")
+    model_name: str = Field("titanic", alias="LIFEBOAT_MODEL_NAME")
+    production_alias: str = Field("production", alias="LIFEBOAT_PRODUCTION_ALIAS")
+
+    # Spark
+    spark_master: str = Field("local[*]", alias="SPARK_MASTER")
+    spark_driver_memory: str = Field("2g", alias="SPARK_DRIVER_MEMORY")
+
+    # Data and local state
+    data_path: Path = Field(PROJECT_ROOT / "data" / "titanic.csv", alias="LIFEBOAT_DATA")
+    state_dir: Path = Field(PROJECT_ROOT, alias="LIFEBOAT_HOME")
+    seed: int = Field(42, alias="LIFEBOAT_SEED")
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, falling back to the embedded SQLite store."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where the embedded store keeps artifacts (a server decides its own)."""
+        return (self.state_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_dir / "reports"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import)."""
+    return Settings()

@@ -1,0 +1,121 @@
+"""The passenger schema as clients meet it: what is accepted, what is refused and why."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from lifeboat.passenger import (
+    BY_NAME,
+    CATEGORICAL_FEATURES,
+    COLUMN_NAMES,
+    EXAMPLE,
+    FEATURES,
+    NUMERIC_FEATURES,
+    Passenger,
+)
+
+KAGGLE_ORDER = (
+    "PassengerId",
+    "Survived",
+    "Pclass",
+    "Name",
+    "Sex",
+    "Age",
+    "SibSp",
+    "Parch",
+    "Ticket",
+    "Fare",
+    "Cabin",
+    "Embarked",
+)
+
+
+def test_columns_follow_kaggle_names_and_order():
+    assert COLUMN_NAMES == KAGGLE_ORDER
+
+
+def test_features_are_the_seven_fields_clients_send():
+    assert set(FEATURES) == {"Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"}
+    assert set(NUMERIC_FEATURES) | set(CATEGORICAL_FEATURES) == set(FEATURES)
+    assert not {"Name", "Ticket", "Cabin", "PassengerId", "Survived"} & set(FEATURES)
+
+
+def test_example_body_is_valid():
+    p = Passenger(**EXAMPLE)
+    assert (p.Pclass, p.Sex, p.Age, p.Fare, p.Embarked) == (3, "male", 22.0, 7.25, "S")
+
+
+def test_kaggle_row_with_nulls_is_valid():
+    row = {
+        "PassengerId": 6,
+        "Survived": 0,
+        "Pclass": 3,
+        "Name": "Moran, Mr. James",
+        "Sex": "male",
+        "Age": None,
+        "SibSp": 0,
+        "Parch": 0,
+        "Ticket": "330877",
+        "Fare": None,
+        "Cabin": None,
+        "Embarked": None,
+    }
+    assert Passenger(**row).Survived == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("Pclass", 4),
+        ("Pclass", 0),
+        ("Pclass", "3"),
+        ("Pclass", True),
+        ("Pclass", 2.0),
+        ("Sex", "x"),
+        ("Sex", None),
+        ("Age", -1),
+        ("Age", 500),
+        ("Age", "22"),
+        ("Age", math.nan),
+        ("Age", math.inf),
+        ("Age", True),
+        ("SibSp", -1),
+        ("SibSp", 1.5),
+        ("Parch", None),
+        ("Fare", -0.01),
+        ("Fare", "cheap"),
+        ("Embarked", "Z"),
+        ("Embarked", 1),
+        ("Survived", 2),
+        ("Survived", False),
+        ("Name", 5),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValidationError) as err:
+        Passenger(**{**EXAMPLE, field: value})
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
+
+
+def test_unknown_fields_are_refused():
+    with pytest.raises(ValidationError) as err:
+        Passenger(**EXAMPLE, Boat="13")
+    assert err.value.errors()[0]["loc"] == ("Boat",)
+
+
+@pytest.mark.parametrize("field", ["Pclass", "Sex", "SibSp", "Parch"])
+def test_required_fields(field):
+    body = {k: v for k, v in EXAMPLE.items() if k != field}
+    with pytest.raises(ValidationError) as err:
+        Passenger(**body)
+    assert err.value.errors()[0]["loc"] == (field,)
+
+
+def test_json_schema_publishes_bounds_and_choices():
+    props = Passenger.model_json_schema()["properties"]
+    assert props["Pclass"]["enum"] == [1, 2, 3]
+    assert props["Age"]["anyOf"][0]["maximum"] == BY_NAME["Age"].maximum
+    assert props["Embarked"]["anyOf"][0]["enum"] == ["C", "Q", "S"]

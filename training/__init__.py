@@ -1,0 +1,1 @@
+"""Spark training pipeline: load → features → train/CV → evaluate → ONNX export → registry."""

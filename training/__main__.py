@@ -1,0 +1,150 @@
+"""`python -m training`: train, batch-score and leaderboard commands."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from lifeboat.settings import get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Lifeboat training on Spark, tracked and registered in MLflow.",
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for noisy in (
+        "py4j",
+        "mlflow",
+        "alembic",
+        "urllib3",
+        "matplotlib",
+        "PIL",
+        "onnxmltools",
+        "skl2onnx",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(code: int, message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(
+        None, help="Passenger CSV (Kaggle columns). Default: LIFEBOAT_DATA or data/titanic.csv."
+    ),
+    folds: int = typer.Option(3, min=2, max=10, help="Cross-validation folds."),
+    test_fraction: float = typer.Option(0.2, min=0.05, max=0.5, help="Held-out share."),
+    seed: int = typer.Option(None, help="Split and model seed. Default: LIFEBOAT_SEED or 42."),
+    quick: bool = typer.Option(False, help="One grid point per family (smoke runs, tests)."),
+    parallelism: int = typer.Option(4, min=1, help="Model fits in flight at once."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train LR, RF and GBT with CV on Spark; log to MLflow; register and maybe promote."""
+    _setup_logging(verbose)
+    from training.data import DataError
+    from training.java import JavaMissingError
+    from training.onnx_export import ConversionError
+    from training.pipeline import TrainOptions, run
+
+    settings = get_settings()
+    options = TrainOptions(
+        data=data or settings.data_path,
+        folds=folds,
+        test_fraction=test_fraction,
+        seed=settings.seed if seed is None else seed,
+        quick=quick,
+        parallelism=parallelism,
+    )
+    try:
+        outcome = run(options, settings)
+    except JavaMissingError as exc:
+        _fail(3, str(exc))
+    except DataError as exc:
+        _fail(2, str(exc))
+    except ConversionError as exc:
+        _fail(1, f"ONNX export failed: {exc}")
+    typer.echo(f"\n{'family':<22}{'CV AUC':>8}{'held-out AUC':>14}{'ONNX |Δp|':>12}")
+    for name, figures in outcome.families.items():
+        typer.echo(
+            f"{name:<22}{figures['cv_auc']:>8.4f}{figures['heldout_auc']:>14.4f}"
+            f"{figures['parity']:>12.1e}"
+        )
+    typer.echo(f"\nSex-only baseline held-out AUC {outcome.baseline_auc:.4f}")
+    verdict = "promoted to production" if outcome.promoted else "NOT promoted"
+    typer.echo(
+        f"challenger {outcome.challenger} → {settings.model_name} v{outcome.version}, "
+        f"{verdict}: {outcome.reason}"
+    )
+    typer.echo(f"MLflow run {outcome.run_id} at {settings.tracking_uri}")
+
+
+@app.command()
+def score(
+    input_csv: Path = typer.Argument(..., help="Passengers to score (Kaggle columns)."),
+    output_csv: Path = typer.Argument(..., help="Where to write rows with survived, probability."),
+    model_uri: str = typer.Option(None, help="Default: models:/titanic@production."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score a CSV with Spark and the registered Production model (for data too big for HTTP)."""
+    _setup_logging(verbose)
+    from mlflow.exceptions import MlflowException
+
+    from training.batch import production_uri
+    from training.batch import score as batch_score
+    from training.data import DataError
+
+    settings = get_settings()
+    uri = model_uri or production_uri(settings)
+    try:
+        loaded = batch_score(input_csv, output_csv, uri, settings)
+    except DataError as exc:
+        _fail(2, str(exc))
+    except MlflowException as exc:
+        _fail(2, f"cannot load {uri}: {exc.message}. Train one first: python -m training train")
+    note = (
+        f", {loaded.quarantined_rows} quarantined in {loaded.quarantine_file}"
+        if (loaded.quarantined_rows)
+        else ""
+    )
+    typer.echo(f"{loaded.valid_rows} rows scored with {uri} → {output_csv}{note}")
+
+
+@app.command()
+def leaderboard(
+    out: Path = typer.Option(
+        None, help="Folder for the table and figure. Default: reports/leaderboard."
+    ),
+) -> None:
+    """Write a leaderboard of every family run (CSV, Markdown, PNG)."""
+    _setup_logging(False)
+    from training.leaderboard import leaderboard as build
+    from training.leaderboard import markdown, write
+
+    settings = get_settings()
+    table = build(settings)
+    if table.empty:
+        _fail(2, f"no training runs in experiment {settings.experiment!r}; run training first")
+    files = write(table, out or settings.reports_dir / "leaderboard")
+    typer.echo(markdown(table.drop(columns=["run_id", "dataset_sha256", "started"])))
+    typer.echo("written: " + ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,189 @@
+"""MLflow plumbing: tracking set-up, logging the served model, registration and promotion."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from sklearn.metrics import roc_auc_score
+
+from lifeboat.passenger import FEATURES, LABEL
+from lifeboat.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+
+log = logging.getLogger(__name__)
+
+SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
+# What the pyfunc needs at load time, pinned to what trained it (no 30 s requirement inference).
+PYFUNC_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas", "pydantic", "pydantic-settings")
+
+
+def configure(settings: Settings, experiment: str | None = None) -> MlflowClient:
+    """Point MLflow at the configured store and make sure the experiment exists."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    name = experiment or settings.experiment
+    if mlflow.get_experiment_by_name(name) is None:
+        # The embedded store keeps artifacts in the project, not in ./mlruns of the caller's CWD;
+        # a tracking server chooses its own artifact root.
+        location = None if settings.mlflow_tracking_uri else f"{settings.artifact_root}/{name}"
+        with contextlib.suppress(MlflowException):  # created concurrently
+            mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+    return MlflowClient()
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in PYFUNC_PACKAGES]
+
+
+def log_served_model(
+    onnx_bytes: bytes,
+    pipeline: PipelineModel,
+    metadata: dict[str, Any],
+    reference: pd.DataFrame,
+) -> str:
+    """Log the ONNX pyfunc with the Spark pipeline, metadata and reference sample; return its URI.
+
+    Runs inside the active MLflow run. No input signature is logged on purpose: MLflow's
+    enforcement refuses int64 for a double column, so ``{"Age": 22}`` would fail; validation of
+    client input belongs to the service (``lifeboat.passenger.Passenger``).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "model.onnx").write_bytes(onnx_bytes)
+        (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        reference.to_csv(folder / "reference.csv", index=False)
+        pipeline.write().overwrite().save(str(folder / "spark_pipeline"))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(SERVED_MODEL_CODE),
+            artifacts={
+                "onnx": str(folder / "model.onnx"),
+                "metadata": str(folder / "metadata.json"),
+                "reference": str(folder / "reference.csv"),
+                "spark_pipeline": str(folder / "spark_pipeline"),
+            },
+            code_paths=[str(PROJECT_ROOT / "lifeboat")],
+            pip_requirements=pip_requirements(),
+        )
+    return info.model_uri
+
+
+def register(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> ModelVersion:
+    """Register a logged model as a new version of ``name`` and tag it."""
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    log.info("registered %s version %s (run %s)", name, version.version, run_id)
+    return client.get_model_version(name, version.version)
+
+
+def production_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version the production alias points at, or None before the first promotion."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def score_version(name: str, version: str, passengers: pd.DataFrame) -> np.ndarray:
+    """P(survived) from a registered version's served (ONNX) form."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return model.predict(passengers[list(FEATURES)])["probability"].to_numpy(dtype=float)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    production_version: str | None = None
+    production_auc: float | None = None
+
+
+def gate(
+    challenger_auc: float,
+    baseline_auc: float,
+    production_auc: float | None,
+    production_version: str | None,
+) -> Decision:
+    """Promote only a challenger that beats the Sex-only baseline and the current Production."""
+    if challenger_auc <= baseline_auc:
+        return Decision(
+            False,
+            f"held-out AUC {challenger_auc:.4f} does not beat the Sex-only "
+            f"baseline's {baseline_auc:.4f}",
+            production_version,
+            production_auc,
+        )
+    if production_auc is not None and challenger_auc <= production_auc:
+        return Decision(
+            False,
+            f"held-out AUC {challenger_auc:.4f} does not beat Production "
+            f"v{production_version}'s {production_auc:.4f} on the same rows",
+            production_version,
+            production_auc,
+        )
+    against = (
+        "no Production version yet"
+        if production_auc is None
+        else f"Production v{production_version} scored {production_auc:.4f}"
+    )
+    return Decision(
+        True,
+        f"held-out AUC {challenger_auc:.4f} beats the baseline's {baseline_auc:.4f}; {against}",
+        production_version,
+        production_auc,
+    )
+
+
+def compare_with_production(
+    client: MlflowClient,
+    settings: Settings,
+    challenger_auc: float,
+    baseline_auc: float,
+    held_out: pd.DataFrame,
+) -> Decision:
+    """Score the current Production version on the held-out rows and apply the gate."""
+    current = production_version(client, settings.model_name, settings.production_alias)
+    if current is None:
+        return gate(challenger_auc, baseline_auc, None, None)
+    try:
+        p = score_version(settings.model_name, current.version, held_out)
+    except Exception as exc:  # an unloadable champion must not be replaced silently
+        return Decision(
+            False,
+            f"could not score Production v{current.version} on the held-out "
+            f"rows ({exc}); Production left alone",
+            current.version,
+            None,
+        )
+    production_auc = float(roc_auc_score(held_out[LABEL].astype(int), p))
+    return gate(challenger_auc, baseline_auc, production_auc, current.version)
+
+
+def promote(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point the alias at ``version`` and, for stage-based clients, move it to Production."""
+    client.set_registered_model_alias(name, alias, version)
+    with warnings.catch_warnings():
+        # Stages are deprecated in MLflow 3 but still work, and stage-based clients rely on them.
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(
+            name, version, "Production", archive_existing_versions=True
+        )
+    log.info("promoted %s version %s to %s", name, version, alias)
