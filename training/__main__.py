@@ -53,6 +53,11 @@ def train(
     test_fraction: float = typer.Option(0.2, min=0.05, max=0.5, help="Held-out share."),
     seed: int = typer.Option(None, help="Split and model seed. Default: LIFEBOAT_SEED or 42."),
     quick: bool = typer.Option(False, help="One grid point per family (smoke runs, tests)."),
+    extra_data: Path = typer.Option(
+        None,
+        help="Labelled rows (e.g. from monitoring logs) that "
+        "join the training side only; the held-out set is unchanged.",
+    ),
     parallelism: int = typer.Option(4, min=1, help="Model fits in flight at once."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -70,6 +75,7 @@ def train(
         test_fraction=test_fraction,
         seed=settings.seed if seed is None else seed,
         quick=quick,
+        extra_data=extra_data,
         parallelism=parallelism,
     )
     try:
@@ -124,6 +130,23 @@ def score(
         else ""
     )
     typer.echo(f"{loaded.valid_rows} rows scored with {uri} → {output_csv}{note}")
+
+
+@app.command("import-model")
+def import_model() -> None:
+    """Import models:/titanic@production into the BentoML store (the first half of make build)."""
+    _setup_logging(False)
+    from lifeboat.model_store import NoProductionModel, import_production
+
+    settings = get_settings()
+    try:
+        model, created = import_production(
+            settings.tracking_uri, settings.model_name, settings.production_alias
+        )
+    except NoProductionModel as exc:
+        _fail(2, str(exc))
+    state = "imported" if created else "already in the store, not imported again"
+    typer.echo(f"{model.tag}: registry version {model.info.labels['registry_version']}, {state}")
 
 
 @app.command()

@@ -53,6 +53,7 @@ class TrainOptions:
     seed: int = 42
     quick: bool = False
     parallelism: int = 4
+    extra_data: Path | None = None  # labelled rows that join the training side only
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,9 @@ def run(options: TrainOptions, settings: Settings) -> Outcome:
     client = registry.configure(settings)
     spark = get_spark()
     loaded = load_passengers(spark, options.data, quarantine_dir=settings.quarantine_dir)
+    extra = None
+    if options.extra_data is not None:
+        extra = load_passengers(spark, options.extra_data, quarantine_dir=settings.quarantine_dir)
     load_seconds = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     with mlflow.start_run(run_name=f"pipeline-{stamp}") as parent:
@@ -204,8 +208,19 @@ def run(options: TrainOptions, settings: Settings) -> Outcome:
         )
         if loaded.quarantine_file:
             mlflow.log_artifact(str(loaded.quarantine_file), "quarantine")
+        if extra is not None:
+            mlflow.set_tags({"extra_data": str(extra.path), "extra_data_sha256": extra.sha256})
+            mlflow.log_metrics(
+                {"rows_extra": extra.valid_rows, "rows_extra_quarantined": extra.quarantined_rows}
+            )
 
-        prepared = prepare(loaded.df, options.seed, options.test_fraction, options.folds)
+        prepared = prepare(
+            loaded.df,
+            options.seed,
+            options.test_fraction,
+            options.folds,
+            extra.df if extra is not None else None,
+        )
         names = feature_names(prepared.prep_model)
         parity_rows = loaded.df.unionByName(edge_rows(spark), allowMissingColumns=True).cache()
         results: list[tuple[FamilyResult, bytes, str, dict[str, float]]] = []

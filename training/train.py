@@ -114,9 +114,26 @@ class Prepared:
     test_rows: int
 
 
-def prepare(df: DataFrame, seed: int, test_fraction: float, folds: int) -> Prepared:
-    """Split, fit preprocessing on the training rows only, and cache the transformed frame."""
-    marked = split(with_derived(df), seed, test_fraction, folds).cache()
+def prepare(
+    df: DataFrame, seed: int, test_fraction: float, folds: int, extra: DataFrame | None = None
+) -> Prepared:
+    """Split, fit preprocessing on the training rows only, and cache the transformed frame.
+
+    ``extra`` rows (for example labelled traffic from the monitoring logs) only ever join the
+    training side, so the held-out set stays exactly the one ``df`` alone gives: a retrained
+    challenger is compared with Production on the same rows as every earlier run.
+    """
+    marked = split(with_derived(df), seed, test_fraction, folds)
+    if extra is not None:
+        key = F.xxhash64(*[F.col(c) for c in COLUMN_NAMES], F.lit(seed))
+        marked = marked.unionByName(
+            with_derived(extra).select(
+                "*",
+                F.lit(False).alias(TEST),
+                F.pmod(key, F.lit(folds)).cast("int").alias(FOLD),
+            )
+        )
+    marked = marked.cache()
     train = marked.filter(~F.col(TEST))
     prep_model = preprocessing().fit(train)
     frame = strip_ml_metadata(prep_model.transform(marked)).coalesce(1).cache()

@@ -119,3 +119,23 @@ def test_worse_challenger_is_not_promoted(trained, client, settings, spark, tmp_
     parent = client.get_run(outcome.run_id)
     assert parent.data.tags["promoted"] == "False"
     assert parent.data.tags["decision"] == outcome.reason
+
+
+def test_extra_rows_join_training_only(spark):
+    """Labelled rows from elsewhere must not change the held-out set the gate compares on."""
+    from pyspark.sql import functions as F
+
+    from training.data import load_passengers
+    from training.train import TEST, prepare
+
+    base = load_passengers(spark, DATA, quarantine_dir=DATA.parent).df
+    extra = base.limit(100).withColumn("PassengerId", F.col("PassengerId") + 10_000)
+    alone = prepare(base, 42, 0.2, 3)
+    more = prepare(base, 42, 0.2, 3, extra)
+
+    def held_out_ids(prepared):
+        rows = prepared.frame.filter(F.col(TEST)).select("PassengerId").collect()
+        return sorted(r.PassengerId for r in rows)
+
+    assert held_out_ids(more) == held_out_ids(alone)
+    assert more.train_rows == alone.train_rows + 100

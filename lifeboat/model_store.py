@@ -1,0 +1,135 @@
+"""Bring the MLflow Production model into the BentoML model store.
+
+Used by the build step (``python -m training import-model``) and, when ``MLFLOW_TRACKING_URI``
+is set, by the service's ``POST /reload``. MLflow is imported inside the function only: the
+service imports this module without paying for MLflow unless it really pulls from a registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+log = logging.getLogger(__name__)
+
+BENTO_MODEL = "titanic"
+# Files the service needs from the registered model's artifacts (the Spark pipeline stays out).
+SERVED_FILES = ("model.onnx", "metadata.json", "reference.csv")
+
+
+class NoProductionModel(LookupError):
+    """The registry has no version behind the production alias."""
+
+
+def find_imported(version: str, run_id: str, name: str = BENTO_MODEL) -> Any | None:
+    """The store's model already imported from this registry version and run, if any."""
+    from bentoml.exceptions import NotFound
+
+    try:
+        models = bentoml.models.list(name)
+    except NotFound:  # no model of that name yet
+        return None
+    for model in models:
+        labels = model.info.labels
+        if labels.get("registry_version") == version and labels.get("run_id") == run_id:
+            return model
+    return None
+
+
+def import_production(
+    tracking_uri: str,
+    registered_name: str = "titanic",
+    alias: str = "production",
+    bento_name: str = BENTO_MODEL,
+) -> tuple[Any, bool]:
+    """Import ``models:/<registered_name>@<alias>`` into the BentoML store.
+
+    Importing the same registry version twice returns the model imported the first time.
+
+    Returns:
+        The BentoML model and whether it was created by this call.
+
+    Raises:
+        NoProductionModel: No version carries the alias (train one first).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(registered_name, alias)
+    except MlflowException as exc:
+        raise NoProductionModel(
+            f"no {registered_name}@{alias} in the MLflow registry at {tracking_uri}. "
+            "Train and promote one first: `make train` (or `python -m training train`)."
+        ) from exc
+    existing = find_imported(str(version.version), version.run_id, bento_name)
+    if existing is not None:
+        log.info(
+            "%s v%s is already in the BentoML store as %s",
+            registered_name,
+            version.version,
+            existing.tag,
+        )
+        return existing, False
+
+    # The version's own artifact location: resolving "models:/..." inside download_artifacts
+    # would consult the global registry URI, not the tracking URI given here.
+    source = client.get_model_version_download_uri(registered_name, version.version)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {
+            name: Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{source.rstrip('/')}/artifacts/{name}",
+                    dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )
+            )
+            for name in SERVED_FILES
+        }
+        metadata = json.loads(files["metadata.json"].read_text())
+        metadata.update(
+            version=str(version.version),
+            registered_model=registered_name,
+            alias=alias,
+            tracking_uri=_public(tracking_uri),
+        )
+        labels = {
+            "registry_version": str(version.version),
+            "run_id": version.run_id,
+            "family": str(metadata.get("family", "")),
+            "stage": alias,
+        }
+        summary = {
+            k: metadata[k]
+            for k in ("version", "run_id", "dataset_sha256", "heldout_auc", "trained_at", "family")
+            if k in metadata
+        }
+        with bentoml.models.create(bento_name, labels=labels, metadata=summary) as model:
+            target = Path(model.path)
+            shutil.copy(files["model.onnx"], target / "model.onnx")
+            shutil.copy(files["reference.csv"], target / "reference.csv")
+            (target / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    log.info(
+        "imported %s v%s (run %s) into the BentoML store as %s",
+        registered_name,
+        version.version,
+        version.run_id,
+        model.tag,
+    )
+    return model, True
+
+
+def _public(uri: str) -> str:
+    """The tracking URI without credentials, fit for metadata that the service publishes."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return uri
