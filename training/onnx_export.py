@@ -9,10 +9,8 @@ ours is fixed here and checked by ``parity`` on the training rows and ``edge_row
   onnxruntime rejects that graph. The repair declares the domain once and moves ``split``.
 * LabelEncoder: unseen and missing categories map to -1; StringIndexer "keep" maps them to
   ``numLabels``. The repair sets that default.
-* OneHotEncoder: the stock converter refuses ``handleInvalid="error"`` with ``dropLast=True``
-  (ours); a custom converter emits exactly Spark's slots for every combination.
-* LogisticRegression: the stock LinearClassifier works in float32; a custom converter computes
-  the margin and probability in float64, as Spark does.
+* OneHotEncoder and LogisticRegression: replaced by the converters in ``onnx_converters``
+  (exact one-hot slots for every handleInvalid/dropLast combination; float64 logistic maths).
 * Trees: categorical splits convert wrongly (only the first category is kept); training strips
   the metadata that causes them and ``to_onnx`` refuses a model that still has one.
 """
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import re
 import tempfile
 from collections.abc import Iterator
@@ -29,12 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from onnxmltools import convert_sparkml
 from onnxmltools.convert.common.data_types import (
-    DoubleTensorType,
     FloatTensorType,
-    Int64TensorType,
     StringTensorType,
 )
 from pyspark.ml.functions import vector_to_array
@@ -45,14 +40,12 @@ from lifeboat.features import DERIVED_FEATURES, MODEL_NUMERIC_INPUTS, MODEL_STRI
 from lifeboat.passenger import BY_NAME, FEATURES
 from lifeboat.scoring import PROBABILITY, OnnxScorer
 from training.features import with_derived
+from training.onnx_converters import CONVERTERS, OPSET, SHAPE_CALCULATORS
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
-OPSET = 15  # default-domain opset of the exported graph; onnxmltools 1.16's own maximum
-_ONE_HOT = "pyspark.ml.feature.OneHotEncoderModel"
-_LOGISTIC = "pyspark.ml.classification.LogisticRegressionModel"
 # Default-domain ops checked to mean the same at OPSET as at the older versions the sparkml
 # converters tag them with (Split once its attribute becomes an input), plus those emitted here.
 # Anything else is refused, not guessed.
@@ -111,15 +104,10 @@ def to_onnx(pipeline_model: PipelineModel, name: str = "titanic") -> bytes:
                 name,
                 initial_types(),
                 target_opset=OPSET,
-                custom_conversion_functions={
-                    _ONE_HOT: _convert_one_hot,
-                    _LOGISTIC: _convert_logistic,
-                },
-                custom_shape_calculators={_ONE_HOT: _one_hot_shapes, _LOGISTIC: _logistic_shapes},
+                custom_conversion_functions=CONVERTERS,
+                custom_shape_calculators=SHAPE_CALCULATORS,
                 spark_session=SparkSession.active(),
             )
-    except ConversionError:
-        raise
     except Exception as exc:  # the converter raises bare RuntimeError/ValueError/KeyError
         raise ConversionError(f"onnxmltools could not convert the pipeline: {exc}") from exc
     repair(model)
@@ -150,103 +138,6 @@ def repair(model: onnx.ModelProto) -> onnx.ModelProto:
     _split_sizes_as_input(model)
     _unseen_to_keep_bucket(model)
     return model
-
-
-def _one_hot_width(encoder: Any, size: int) -> int:
-    # Spark: categorySize slots, one more for "keep", the last one dropped by dropLast.
-    return size + (encoder.getHandleInvalid() == "keep") - encoder.getDropLast()
-
-
-def _one_hot_shapes(operator: Any) -> None:
-    encoder = operator.raw_operator
-    batch = operator.inputs[0].type.shape[0]
-    for size, output in zip(encoder.categorySizes, operator.outputs, strict=True):
-        output.type = FloatTensorType([batch, _one_hot_width(encoder, size)])
-
-
-def _convert_one_hot(scope: Any, operator: Any, container: Any) -> None:
-    """Spark's OneHotEncoder as ONNX: a slot per kept index, all zeros for every other index.
-
-    With ``cats`` equal to the kept slots and ``zeros=1``, the index Spark drops (dropLast) and
-    any index past the last slot encode as zeros, which is what Spark does in every
-    handleInvalid/dropLast combination the StringIndexer in front of it can produce.
-    """
-    encoder = operator.raw_operator
-    pairs = zip(operator.inputs, operator.outputs, encoder.categorySizes, strict=True)
-    for source, target, size in pairs:
-        width = _one_hot_width(encoder, size)
-        encoded = scope.get_unique_variable_name(f"{source.raw_name}_onehot")
-        container.add_node(
-            "OneHotEncoder",
-            [source.full_name],
-            [encoded],
-            name=scope.get_unique_operator_name("OneHotEncoder"),
-            op_domain="ai.onnx.ml",
-            op_version=1,
-            cats_int64s=list(range(width)),
-            zeros=1,
-        )
-        shape = scope.get_unique_variable_name(f"{source.raw_name}_onehot_shape")
-        container.add_initializer(shape, TensorProto.INT64, [2], [-1, width])
-        # OneHotEncoder appends an axis: [n, 1] -> [n, 1, width]; the assembler wants [n, width].
-        container.add_node(
-            "Reshape",
-            [encoded, shape],
-            [target.full_name],
-            name=scope.get_unique_operator_name("Reshape"),
-            op_version=OPSET,
-        )
-
-
-def _logistic_shapes(operator: Any) -> None:
-    batch = operator.inputs[0].type.shape[0]
-    operator.outputs[0].type = Int64TensorType([batch])
-    operator.outputs[1].type = DoubleTensorType([batch, 2])
-
-
-def _convert_logistic(scope: Any, operator: Any, container: Any) -> None:
-    """Binary logistic regression in float64, the way Spark computes it.
-
-    onnxmltools' LinearClassifier works in float32. Our fits put the "keep" bucket of Embarked
-    in the baseline, so the margin is a sum of terms near ±20 that cancel to about 0, and
-    float32 loses ~4e-6 of it: up to 7e-7 in probability, too close to the 1e-6 budget.
-    """
-    lr = operator.raw_operator
-    if lr.numClasses != 2:
-        raise ConversionError(f"only binary LogisticRegression is exported, not {lr.numClasses}")
-
-    def node(op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
-        output = output or scope.get_unique_variable_name(op_type.lower())
-        name = scope.get_unique_operator_name(op_type)
-        container.add_node(op_type, inputs, [output], name=name, op_version=OPSET, **attrs)
-        return output
-
-    def const(label: str, values: list[float], shape: list[int], dtype: int) -> str:
-        name = scope.get_unique_variable_name(label)
-        container.add_initializer(name, dtype, shape, values)
-        return name
-
-    double = TensorProto.DOUBLE
-    coefficients = const(
-        "coefficients", lr.coefficients.toArray().tolist(), [lr.numFeatures, 1], double
-    )
-    features = node("Cast", [operator.inputs[0].full_name], to=double)
-    margin = node(
-        "Add",
-        [node("MatMul", [features, coefficients]), const("intercept", [lr.intercept], [1], double)],
-    )
-    # Spark: probability(0) = 1 / (1 + exp(-rawPrediction(0))), probability(1) = 1 - that,
-    # with rawPrediction = [-margin, margin].
-    died = node("Sigmoid", [node("Neg", [margin])])
-    survived = node("Sub", [const("one", [1.0], [1], double), died])
-    node("Concat", [died, survived], operator.outputs[1].full_name, axis=1)
-    # Spark predicts 1 when the margin exceeds log(t / (1 - t)) for threshold t.
-    t = lr.getThreshold()
-    raw_threshold = math.log(t / (1 - t)) if 0 < t < 1 else (-math.inf if t == 0 else math.inf)
-    above = node("Greater", [margin, const("raw_threshold", [raw_threshold], [1], double)])
-    label = node("Cast", [above], to=TensorProto.INT64)
-    flat = const("flat", [-1], [1], TensorProto.INT64)
-    node("Reshape", [label, flat], operator.outputs[0].full_name)
 
 
 def _one_default_opset(model: onnx.ModelProto) -> None:
@@ -286,9 +177,8 @@ def _split_sizes_as_input(model: onnx.ModelProto) -> None:
 def _unseen_to_keep_bucket(model: onnx.ModelProto) -> None:
     """Send unseen and missing categories to ``numLabels``, as StringIndexer "keep" does.
 
-    The converter leaves LabelEncoder's default at -1. Our one-hot encoder drops the keep bucket,
-    so -1 and ``numLabels`` both encode as zeros; one that keeps a slot for it
-    (``handleInvalid="keep"``) would lose it: LR probabilities then moved by up to 0.23 on
+    The converter leaves LabelEncoder's default at -1, which the one-hot encoder turns into all
+    zeros instead of the "keep" bucket's own slot: LR probabilities then moved by up to 0.23 on
     passengers without Embarked.
     """
     for node in model.graph.node:
