@@ -59,10 +59,27 @@ def train(
         "join the training side only; the held-out set is unchanged.",
     ),
     parallelism: int = typer.Option(4, min=1, help="Model fits in flight at once."),
+    skip_if_production: bool = typer.Option(
+        False, help="Do nothing when the registry already has a Production version (make run)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train LR, RF and GBT with CV on Spark; log to MLflow; register and maybe promote."""
     _setup_logging(verbose)
+    if skip_if_production:
+        from training import registry
+
+        settings = get_settings()
+        client = registry.configure(settings)
+        current = registry.production_version(
+            client, settings.model_name, settings.production_alias
+        )
+        if current is not None:
+            typer.echo(
+                f"{settings.model_name} v{current.version} is in Production already; "
+                "not training (`make train` retrains)"
+            )
+            return
     from training.data import DataError
     from training.java import JavaMissingError
     from training.onnx_export import ConversionError
