@@ -6,7 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help java install run train train-quick score leaderboard test test-fast lint format clean
+PORT ?= 3000
+# `bentoml build` locks the Bento's requirements with uv: make it resolve to the project's pins.
+export UV_CONSTRAINT := $(CURDIR)/constraints.txt
+BENTOML := $(VENV)/bin/bentoml
+
+.PHONY: help java install run train train-quick import-model build serve score leaderboard test \
+	lint format clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,14 +28,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies (constraints.txt)
 
-run: java install ## The main job: train on Spark, track and register in MLflow, promote
-	$(PY) -m training train
+run: java install ## The main job: train (if no Production model yet), build, serve on PORT=3000
+	$(PY) -m training train --skip-if-production
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory serve
 
-train: java install ## Train with the full grids (same as run, for now)
+train: java install ## Train on Spark, track and register in MLflow, promote if better
 	$(PY) -m training train
 
 train-quick: java install ## Train with one grid point per family (a smoke run)
 	$(PY) -m training train --quick
+
+import-model: install ## Import models:/titanic@production into the BentoML store
+	$(PY) -m training import-model
+
+build: import-model ## Import the Production model and build the Bento titanic_survival
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) build
+
+serve: install ## Serve the latest built Bento on PORT (default 3000)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) serve titanic_survival:latest --port $(PORT)
 
 score: java install ## Batch-score IN=passengers.csv into OUT=scored.csv with the Production model
 	$(PY) -m training score $(IN) $(OUT)

@@ -21,18 +21,23 @@ log = logging.getLogger(__name__)
 BENTO_MODEL = "titanic"
 # Files the service needs from the registered model's artifacts (the Spark pipeline stays out).
 SERVED_FILES = ("model.onnx", "metadata.json", "reference.csv")
+# What MLflow answers for an unknown model (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_
+# VALUE, from the SQL store and the REST server alike).
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class NoProductionModel(LookupError):
     """The registry has no version behind the production alias."""
 
 
-def find_imported(version: str, run_id: str, name: str = BENTO_MODEL) -> Any | None:
+def find_imported(
+    version: str, run_id: str, name: str = BENTO_MODEL, store: Any | None = None
+) -> Any | None:
     """The store's model already imported from this registry version and run, if any."""
     from bentoml.exceptions import NotFound
 
     try:
-        models = bentoml.models.list(name)
+        models = bentoml.models.list(name, **_in(store))
     except NotFound:  # no model of that name yet
         return None
     for model in models:
@@ -47,10 +52,12 @@ def import_production(
     registered_name: str = "titanic",
     alias: str = "production",
     bento_name: str = BENTO_MODEL,
+    store: Any | None = None,
 ) -> tuple[Any, bool]:
     """Import ``models:/<registered_name>@<alias>`` into the BentoML store.
 
     Importing the same registry version twice returns the model imported the first time.
+    ``store`` (a BentoML ``ModelStore``) replaces the current one (``BENTOML_HOME``).
 
     Returns:
         The BentoML model and whether it was created by this call.
@@ -66,11 +73,15 @@ def import_production(
     try:
         version = client.get_model_version_by_alias(registered_name, alias)
     except MlflowException as exc:
+        # Only "no such model or alias" means "train one"; an unreachable or failing registry
+        # must surface as itself, not as advice to train.
+        if exc.error_code not in NOT_FOUND:
+            raise
         raise NoProductionModel(
             f"no {registered_name}@{alias} in the MLflow registry at {tracking_uri}. "
             "Train and promote one first: `make train` (or `python -m training train`)."
         ) from exc
-    existing = find_imported(str(version.version), version.run_id, bento_name)
+    existing = find_imported(str(version.version), version.run_id, bento_name, store)
     if existing is not None:
         log.info(
             "%s v%s is already in the BentoML store as %s",
@@ -112,7 +123,9 @@ def import_production(
             for k in ("version", "run_id", "dataset_sha256", "heldout_auc", "trained_at", "family")
             if k in metadata
         }
-        with bentoml.models.create(bento_name, labels=labels, metadata=summary) as model:
+        with bentoml.models.create(
+            bento_name, labels=labels, metadata=summary, **_in(store)
+        ) as model:
             target = Path(model.path)
             shutil.copy(files["model.onnx"], target / "model.onnx")
             shutil.copy(files["reference.csv"], target / "reference.csv")
@@ -124,7 +137,13 @@ def import_production(
         version.run_id,
         model.tag,
     )
-    return model, True
+    # The model as the store holds it: the object create() yielded points at its build folder.
+    return bentoml.models.get(model.tag, **_in(store)), True
+
+
+def _in(store: Any | None) -> dict[str, Any]:
+    # BentoML's own keyword for "this store, not the configured one"; omitted, its default.
+    return {} if store is None else {"_model_store": store}
 
 
 def _public(uri: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,33 @@ class Settings(BaseSettings):
     data_path: Path = Field(PROJECT_ROOT / "data" / "titanic.csv", alias="LIFEBOAT_DATA")
     state_dir: Path = Field(PROJECT_ROOT, alias="LIFEBOAT_HOME")
     seed: int = Field(42, alias="LIFEBOAT_SEED")
+
+    # Serving (service.py). Tokens are Bearer tokens; unset leaves the prediction API open and
+    # turns the admin routes off.
+    api_token: SecretStr | None = Field(None, alias="LIFEBOAT_API_TOKEN")
+    admin_token: SecretStr | None = Field(None, alias="LIFEBOAT_ADMIN_TOKEN")
+    # A BentoML home the export stage writes to; reloads resolve there. Unset: the serving
+    # process's own store, which inside a built Bento holds only the models it was built with.
+    model_store: Path | None = Field(None, alias="LIFEBOAT_MODEL_STORE")
+    # Where POST /reload tells the other workers what to serve. Unset: a per-server temp file.
+    reload_marker: Path | None = Field(None, alias="LIFEBOAT_RELOAD_MARKER")
+    reload_poll_seconds: float = Field(1.0, gt=0, alias="LIFEBOAT_RELOAD_POLL_SECONDS")
+    # Prediction records. Unset: BentoML's monitoring.options.log_path (see service.py).
+    monitoring_dir: Path | None = Field(None, alias="LIFEBOAT_MONITORING_DIR")
+
+    @field_validator(
+        "mlflow_tracking_uri",
+        "api_token",
+        "admin_token",
+        "model_store",
+        "reload_marker",
+        "monitoring_dir",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `VAR=` in .env or compose's `${VAR:-}` mean "not set", not "the empty path".
+        return None if value == "" else value
 
     @property
     def tracking_uri(self) -> str:

@@ -1,0 +1,156 @@
+"""The HTTP bodies of ``service.py``: what clients send and what they get back.
+
+BentoML's (1.4.39) batching shapes the prediction route's bodies:
+
+* A batchable API takes exactly one list argument. :class:`PredictTitanicRequest` validates the
+  flat passenger clients send and hands BentoML a one-element list; its JSON schema is the
+  passenger's, so ``/docs.json`` describes the body clients actually send.
+* The dispatcher gives each request its one-element slice of the batch's output;
+  :class:`PredictionResponse` writes that element as the body.
+* The batch runs in the context of whichever request started the dispatcher, so each passenger
+  carries its own request's ids (:class:`Received`) into its monitoring record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+import bentoml
+from bentoml._internal.context import trace_context
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from pydantic import BaseModel, Field, TypeAdapter
+from starlette.responses import Response
+
+from lifeboat.passenger import EXAMPLE, Passenger
+
+PREDICT_ROUTE = "/predict_titanic"
+BATCH_ROUTE = "/predict_titanic_batch"
+MAX_BATCH_PASSENGERS = 1000
+
+
+@dataclass(frozen=True)
+class Received:
+    """A passenger and the ids of the request that sent it."""
+
+    passenger: Any
+    request_id: int | None
+    span: Any  # the request's OpenTelemetry span: the monitor reads the trace id from it
+
+    @classmethod
+    def now(cls, passenger: Any) -> Received:
+        """Stamp a passenger with the current request's ids (call while parsing the body)."""
+        return cls(passenger, trace_context.request_id, otel_trace.get_current_span())
+
+    def run_as_request(self, func: Callable[[], None]) -> None:
+        """Run ``func`` with this passenger's request ids current, in a copied context."""
+
+        def run() -> None:
+            trace_context.request_id = self.request_id
+            otel_context.attach(otel_trace.set_span_in_context(self.span))
+            func()
+
+        contextvars.copy_context().run(run)
+
+
+class PredictTitanicRequest(BaseModel):
+    """Body of ``POST /predict_titanic``: one flat passenger, batched as a one-element list."""
+
+    passengers: list[Received]
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Any:
+        # The flat object is validated as itself, so errors name the client's field ("Pclass",
+        # not "passengers.0.Pclass"). BentoML calls this in the request's own context.
+        passenger = Passenger.model_validate_json(json_data)
+        return cls.model_construct(passengers=[Received.now(passenger)])
+
+    @classmethod
+    def model_validate(cls, obj: Any, **_: Any) -> Any:
+        return cls.model_construct(passengers=[Received.now(Passenger.model_validate(obj))])
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # What /docs.json, /schema.json and BentoML's clients show: the flat passenger.
+        schema = _openapi_nullable(Passenger.model_json_schema(*args, **kwargs))
+        return {**schema, "example": EXAMPLE}
+
+
+PassengerList = Annotated[
+    list[Passenger],  # type: ignore[valid-type]
+    Field(min_length=1, max_length=MAX_BATCH_PASSENGERS),
+]
+_PASSENGER_LIST: TypeAdapter[list[Any]] = TypeAdapter(PassengerList)
+
+
+class PredictTitanicBatchRequest(BaseModel):
+    """Body of ``POST /predict_titanic_batch``: a JSON list of passengers."""
+
+    passengers: PassengerList
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Any:
+        return cls.model_construct(passengers=_PASSENGER_LIST.validate_json(json_data))
+
+    @classmethod
+    def model_validate(cls, obj: Any, **_: Any) -> Any:
+        return cls.model_construct(passengers=_PASSENGER_LIST.validate_python(obj))
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        schema = _openapi_nullable(_PASSENGER_LIST.json_schema(*args, **kwargs))
+        return {**schema, "example": [EXAMPLE]}
+
+
+def _openapi_nullable(schema: Any) -> Any:
+    # BentoML's OpenAPI writer keeps only the first branch of an anyOf, which would publish
+    # `float | None` as a plain number; OpenAPI 3.0 spells it {"type": ..., "nullable": true}.
+    if isinstance(schema, list):
+        return [_openapi_nullable(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _openapi_nullable(value) for key, value in schema.items()}
+    branches = out.get("anyOf", [])
+    if len(branches) == 2 and {"type": "null"} in branches:
+        (kept,) = [b for b in branches if b != {"type": "null"}]
+        del out["anyOf"]
+        out.update(kept, nullable=True)
+    return out
+
+
+class DriftAlert(BaseModel):
+    """A feature value outside the range the serving model saw in training."""
+
+    feature: str
+    value: float
+    training_min: float
+    training_max: float
+
+
+class Prediction(BaseModel):
+    """One passenger's prediction."""
+
+    survived: Literal[0, 1]
+    probability: float = Field(ge=0.0, le=1.0, description="P(survived)")
+    model_version: str
+    drift_alerts: list[DriftAlert] = Field(default_factory=list)
+
+
+class PredictionResponse(bentoml.IODescriptor, Prediction):
+    """Response of ``POST /predict_titanic``: one :class:`Prediction` object."""
+
+    media_type: ClassVar[str | None] = "application/json"
+
+    @classmethod
+    async def to_http_response(cls, obj: Any, serde: Any) -> Response:
+        (prediction,) = obj  # this request's one-element slice of the batch output
+        return Response(prediction.model_dump_json(), media_type="application/json")
+
+
+class BatchPredictions(BaseModel):
+    """Response of ``POST /predict_titanic_batch``, in request order."""
+
+    predictions: list[Prediction]

@@ -1,0 +1,91 @@
+"""TitanicSurvival: the BentoML service. A thin adapter over the ``lifeboat`` package.
+
+Run it with BentoML's own commands: ``bentoml serve`` (from this directory) and ``bentoml build``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import bentoml
+from fastapi import Depends, FastAPI
+from starlette.responses import JSONResponse
+
+from lifeboat import bodies, guards, reloading, serving
+from lifeboat.bodies import BatchPredictions, Prediction, Received
+from lifeboat.passenger import Passenger
+from lifeboat.reloading import Health, ModelInfo
+from lifeboat.settings import get_settings
+
+admin = FastAPI(title="TitanicSurvival operations")
+
+
+@bentoml.asgi_app(admin)
+@bentoml.service(
+    # One worker per core (cgroup limits count). Override without editing this file:
+    # BENTOML_CONFIG_OPTIONS="services.TitanicSurvival.workers=2".
+    workers="cpu_count",
+    traffic={"timeout": 30},
+    # Records go to <log_path>/titanic/data/data.<worker>.log. LIFEBOAT_MONITORING_DIR, if set,
+    # replaces log_path; so does services.TitanicSurvival.monitoring.options.log_path=... in
+    # BENTOML_CONFIG_OPTIONS. A relative path is relative to the server's working directory.
+    monitoring={"enabled": True, "type": "default", "options": {"log_path": "monitoring"}},
+)
+class TitanicSurvival:
+    """Titanic survival predictions from the titanic model in the BentoML store."""
+
+    model = bentoml.models.BentoModel(reloading.MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        guards.quiet_validation_errors()
+        self.holder = reloading.open_holder(self.model, self.settings)
+
+    @bentoml.on_startup
+    def _follow_reloads(self) -> None:
+        interval = self.settings.reload_poll_seconds
+        self._follower = asyncio.create_task(reloading.follow_reloads(self.holder, interval))
+
+    @bentoml.on_shutdown
+    def _stop_following(self) -> None:
+        self._follower.cancel()
+
+    # max_latency_ms is a deadline, not a wait target: the dispatcher answers 503 to a queued
+    # request it expects to miss it. max_batch_size stays above the concurrency we expect
+    # (tested to 128 connections), since a smaller cap also sheds requests.
+    @bentoml.api(
+        route=bodies.PREDICT_ROUTE,
+        batchable=True,
+        max_batch_size=256,
+        max_latency_ms=1000,
+        input_spec=bodies.PredictTitanicRequest,
+        output_spec=bodies.PredictionResponse,
+    )
+    def predict_titanic(self, passengers: list[Received]) -> list[Prediction]:
+        """Predict survival for one passenger (flat JSON object)."""
+        return serving.predict_received(self.holder.model, passengers)
+
+    @bentoml.api(route=bodies.BATCH_ROUTE, input_spec=bodies.PredictTitanicBatchRequest)
+    def predict_titanic_batch(self, passengers: list[Passenger]) -> BatchPredictions:
+        """Predict survival for a JSON list of up to 1000 passengers, in order."""
+        return BatchPredictions(predictions=serving.predict_and_log(self.holder.model, passengers))
+
+    @admin.get("/health")
+    def health(self) -> Health:
+        """Which model this worker serves."""
+        return self.holder.health()
+
+    @admin.get("/model_info")
+    def model_info(self) -> ModelInfo:
+        """The serving model's tag and metadata."""
+        return self.holder.info()
+
+    @admin.post("/reload", dependencies=[Depends(guards.require_admin)])
+    def reload(self) -> JSONResponse:
+        """Serve Production (MLflow registry if MLFLOW_TRACKING_URI, else the store) everywhere."""
+        return reloading.reload_response(self.holder.reload_latest())
+
+
+# Outermost first: reject unauthenticated requests before reading their bodies.
+TitanicSurvival.add_asgi_middleware(guards.PredictionRoutesMiddleware)
+TitanicSurvival.add_asgi_middleware(guards.BodyLimitMiddleware)

@@ -1,0 +1,137 @@
+"""Bad bodies get a 4xx that names the field, never a 5xx, and the service keeps answering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+GOOD = {
+    "Pclass": 3,
+    "Sex": "male",
+    "Age": 22,
+    "SibSp": 1,
+    "Parch": 0,
+    "Fare": 7.25,
+    "Embarked": "S",
+}
+GOOD_TEXT = json.dumps(GOOD)
+
+
+def with_(**changes) -> str:
+    return json.dumps({**GOOD, **changes})
+
+
+# (case, body, the field the error must name or None for a body that is not a passenger)
+PASSENGER_CASES = [
+    ("unknown field", with_(Cabinn="C85"), "Cabinn"),
+    ("Pclass 4", with_(Pclass=4), "Pclass"),
+    ("Pclass 0", with_(Pclass=0), "Pclass"),
+    ('Sex "x"', with_(Sex="x"), "Sex"),
+    ("Sex null", with_(Sex=None), "Sex"),
+    ("Age -1", with_(Age=-1), "Age"),
+    ("Age 500", with_(Age=500), "Age"),
+    ("Fare negative", with_(Fare=-3), "Fare"),
+    ('Embarked "Z"', with_(Embarked="Z"), "Embarked"),
+    ('Pclass "3"', with_(Pclass="3"), "Pclass"),
+    ('Age "22"', with_(Age="22"), "Age"),
+    ("Pclass 3.0", with_(Pclass=3.0), "Pclass"),
+    ("Age NaN", GOOD_TEXT.replace('"Age": 22', '"Age": NaN'), "Age"),
+    ("Fare Infinity", GOOD_TEXT.replace("7.25", "Infinity"), "Fare"),
+    ("Fare -Infinity", GOOD_TEXT.replace("7.25", "-Infinity"), "Fare"),
+    ("Age 1e400", GOOD_TEXT.replace('"Age": 22', '"Age": 1e400'), "Age"),
+    ("Pclass true", with_(Pclass=True), "Pclass"),
+    ("Age false", with_(Age=False), "Age"),
+    ("SibSp missing", json.dumps({k: v for k, v in GOOD.items() if k != "SibSp"}), "SibSp"),
+    ("Name too long", with_(Name="x" * 501), "Name"),
+    ("Survived 2", with_(Survived=2), "Survived"),
+    ("nested object as Pclass", with_(Pclass={"a": {"b": [1, 2, {"c": None}]}}), "Pclass"),
+]
+BODY_CASES = [
+    ("empty body", "", None),
+    ("non-JSON", "hello", None),
+    ("truncated JSON", GOOD_TEXT[:-5], None),
+    ("JSON string", '"x"', None),
+    ("JSON null", "null", None),
+    ("empty object", "{}", "Pclass"),
+    ("nested 3000 deep", '{"Pclass":' + '{"a":' * 3000 + "1" + "}" * 3001, None),
+    ("deeply nested arrays", '{"a":' + "[" * 10_000 + "]" * 10_000 + "}", None),
+    ("unterminated deep array", "[" * 100_000, None),
+    ("invalid UTF-8", b'{"Pclass":3,"Sex":"\xff\xfe"}', None),
+]
+
+
+def named_fields(response) -> set[str]:
+    """Every field name the error's pydantic details point at."""
+    detail = response.json().get("detail") or []
+    return {str(part) for item in detail for part in item.get("loc", [])}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [pytest.param(body, field, id=case) for case, body, field in PASSENGER_CASES + BODY_CASES],
+)
+def test_single_route_rejects(client, body, field):
+    response = client.post(
+        "/predict_titanic", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text[:300]
+    if field is not None:
+        assert field in named_fields(response), response.text[:300]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [pytest.param(body, field, id=case) for case, body, field in PASSENGER_CASES]
+)
+def test_batch_route_rejects_the_same_passenger_at_its_index(client, body, field):
+    batch = f"[{GOOD_TEXT}, {body}]"
+    response = client.post(
+        "/predict_titanic_batch", content=batch, headers={"Content-Type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text[:300]
+    detail = response.json()["detail"]
+    assert any(item["loc"][:2] == [1, field] for item in detail), response.text[:300]
+
+
+@pytest.mark.parametrize(
+    "route,body",
+    [("/predict_titanic", "[" + GOOD_TEXT + "]"), ("/predict_titanic_batch", GOOD_TEXT)],
+    ids=["list to the single route", "object to the batch route"],
+)
+def test_wrong_shape_for_the_route(client, route, body):
+    response = client.post(route, content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text[:300]
+
+
+def test_multipart_is_refused(client):
+    response = client.post("/predict_titanic", files={"Pclass": (None, "3")})
+    assert 400 <= response.status_code < 500, response.text[:300]
+
+
+def test_declared_huge_body_is_413_before_it_is_read(client):
+    huge = '{"Name":"' + "x" * 10_000_000 + '"}'
+    response = client.post(
+        "/predict_titanic", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "body over" in response.json()["error"]
+
+
+def test_streamed_huge_body_is_413(client):
+    def chunks():  # no Content-Length: chunked transfer encoding
+        for _ in range(100):
+            yield b"x" * 100_000
+
+    response = client.post("/predict_titanic", content=chunks())
+    assert response.status_code == 413
+
+
+def test_the_service_still_answers_and_logged_no_validation_tracebacks(client, server):
+    response = client.post(
+        "/predict_titanic", content=GOOD_TEXT, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert 0.0 <= response.json()["probability"] <= 1.0
+    assert "ValidationError" not in server.log.read_text(errors="replace")

@@ -1,0 +1,70 @@
+"""``bentoml build`` makes a small Bento (no Spark, no training code) that serves on its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.serving.harness import BENTOML, server_env, serving, store_with
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+NOT_IN_THE_BENTO = {"pyspark", "scikit-learn", "mlflow", "evidently", "pandas", "locust"}
+
+
+def requirement_names(text: str) -> set[str]:
+    lines = (line.strip() for line in text.splitlines())
+    return {
+        line.split("==")[0].split("[")[0].lower()
+        for line in lines
+        if line and not line.startswith(("#", "-"))
+    }
+
+
+def test_bento_builds_small_and_serves(serving_home, tmp_path):
+    # A store of its own with only the imported production model: what `make build` would see.
+    home = store_with(serving_home.model_path, tmp_path / "bentoml")
+    env = server_env(
+        BENTOML_HOME=str(home),
+        UV_CONSTRAINT=str(ROOT / "constraints.txt"),  # BentoML locks in a temp folder
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    built = subprocess.run(
+        [BENTOML, "build", "--output", "tag"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = tag.split(":")
+    assert name == "titanic_survival"
+    bento = home / "bentos" / name / version
+
+    assert (bento / "env" / "docker" / "Dockerfile").is_file()
+    packages = requirement_names((bento / "env" / "python" / "requirements.txt").read_text())
+    assert {"bentoml", "onnxruntime", "mlflow-skinny", "pydantic-settings"} <= packages
+    assert not NOT_IN_THE_BENTO & packages
+    sources = {p.relative_to(bento / "src").parts[0] for p in (bento / "src").rglob("*.py")}
+    assert sources == {"service.py", "lifeboat"}
+    manifest = (bento / "bento.yaml").read_text()
+    assert serving_home.model_tag in manifest
+    assert "workers: cpu_count" in manifest  # the shipped default: one worker per core
+
+    # Served from elsewhere, so the Bento's own copy of service.py and lifeboat/ is what runs.
+    env["BENTOML_CONFIG_OPTIONS"] = "services.TitanicSurvival.workers=1"
+    env["LIFEBOAT_MONITORING_DIR"] = str(tmp_path / "monitoring")
+    env["MLFLOW_TRACKING_URI"] = ""
+    with serving(f"{name}:latest", env, tmp_path, tmp_path / "serve.log") as server:
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        assert len(server.worker_pids()) == 1  # BENTOML_CONFIG_OPTIONS overrides the default
+        health = httpx.get(f"{server.url}/health", timeout=10).json()
+        assert health["model_tag"] == serving_home.model_tag

@@ -1,0 +1,76 @@
+"""Operations routes: health, model info, BentoML's probes and metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
+EXAMPLE = {
+    "Pclass": 3,
+    "Sex": "male",
+    "Age": 22,
+    "SibSp": 1,
+    "Parch": 0,
+    "Fare": 7.25,
+    "Embarked": "S",
+}
+
+
+def test_health_names_the_worker_and_the_model_in_the_store(server, serving_home):
+    workers = server.worker_pids()
+    for health in server.healths(rounds=10):
+        assert health["status"] == "ok" and health["model_loaded"] is True
+        assert health["worker_pid"] in workers
+        assert health["model_name"] == "titanic"
+        assert serving_home.model_dir(health["model_tag"]).is_dir()
+        assert health["reload_error"] is None
+
+
+def test_model_info_carries_the_registry_metadata(client, serving_home):
+    info = client.get("/model_info").json()
+    stored = json.loads((serving_home.model_dir(info["model_tag"]) / "metadata.json").read_text())
+    assert info["metadata"]["version"] == stored["version"]
+    assert info["metadata"]["run_id"] == stored["run_id"]
+    assert info["metadata"]["heldout_auc"] == pytest.approx(stored["heldout_auc"])
+    assert set(info["metadata"]["feature_ranges"]) >= {"Age", "Fare"}
+
+
+@pytest.mark.parametrize("route", ["/livez", "/readyz"])
+def test_bentoml_probes(client, route):
+    assert client.get(route).status_code == 200
+
+
+def test_metrics_count_the_prediction_requests(client):
+    assert client.post("/predict_titanic", json=EXAMPLE).status_code == 200
+    text = client.get("/metrics").text
+    assert "bentoml_service_request_total" in text
+    assert 'endpoint="/predict_titanic"' in text
+
+
+def test_openapi_describes_the_flat_body(client):
+    doc = client.get("/docs.json").json()
+    single = doc["paths"]["/predict_titanic"]["post"]
+    schema = single["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "object"
+    assert set(schema["properties"]) >= set(FEATURES)
+    assert set(schema["required"]) == {"Pclass", "Sex", "SibSp", "Parch"}
+    assert schema["properties"]["Age"]["type"] == "number"
+    assert schema["properties"]["Age"]["nullable"] is True
+    assert schema["properties"]["Sex"]["enum"] == ["female", "male"]
+    assert schema["example"] == EXAMPLE
+    assert "passengers" not in json.dumps(single)  # BentoML's internal list stays hidden
+    answer = single["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(answer["properties"]) == {"survived", "probability", "model_version", "drift_alerts"}
+    batch = doc["paths"]["/predict_titanic_batch"]["post"]["requestBody"]["content"]
+    batch_schema = batch["application/json"]["schema"]
+    assert (batch_schema["type"], batch_schema["minItems"], batch_schema["maxItems"]) == (
+        "array",
+        1,
+        1000,
+    )
+    for route in ("/health", "/model_info", "/reload"):
+        assert route in doc["paths"]
