@@ -11,8 +11,14 @@ PORT ?= 3000
 export UV_CONSTRAINT := $(CURDIR)/constraints.txt
 BENTOML := $(VENV)/bin/bentoml
 
+HOST ?= http://127.0.0.1:$(PORT)
+USERS ?= 20
+SPAWN_RATE ?= 5
+DURATION ?= 1m
+P99_MS ?= 500
+
 .PHONY: help java install run train train-quick import-model build serve score leaderboard test \
-	lint format clean
+	loadtest bench lint format clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +59,12 @@ score: java install ## Batch-score IN=passengers.csv into OUT=scored.csv with th
 
 leaderboard: install ## Write the leaderboard of all training runs to reports/leaderboard/
 	$(PY) -m training leaderboard
+
+loadtest: install ## Headless Locust against HOST (USERS, SPAWN_RATE, DURATION, P99_MS); fails on any error or p99 > P99_MS
+	$(VENV)/bin/locust --config loadtest/headless.conf --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --max-p99-ms $(P99_MS)
+
+bench: java install ## Serving benchmark on 127.0.0.1 (~15 min, idle machine): reports/bench/
+	$(PY) -m loadtest.bench
 
 test: java install ## Run the whole test suite
 	$(PY) -m pytest

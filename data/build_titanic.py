@@ -42,7 +42,8 @@ EXPECTED_ROWS = 1309
 
 def read_arff(path: Path) -> list[dict[str, str]]:
     """Read the ARFF's data section into dicts keyed by attribute name ('' for missing)."""
-    lines = gzip.open(path, "rt", encoding="utf-8").read().splitlines()
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
     attributes = [ln.split()[1].strip("'") for ln in lines if ln.lower().startswith("@attribute")]
     start = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "@data") + 1
     reader = csv.reader(
