@@ -1,0 +1,205 @@
+"""`python -m drift`: the drift report and the retrain loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from drift.config import DriftSettings
+    from drift.report import ReportOptions
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Compare the service's prediction logs with the serving model's training data.",
+)
+
+# Options shared by both commands: they choose what the report compares.
+Logs = Annotated[
+    Path | None,
+    typer.Option(help="Monitoring folder the service writes. Default: LIFEBOAT_MONITORING_DIR, "
+                 "else monitoring/ in the project."),
+]  # fmt: skip
+Since = Annotated[
+    str | None,
+    typer.Option(help="Only records of this window: 30m, 24h, 7d, 2w or an ISO date/time."),
+]
+ModelVersion = Annotated[
+    str | None,
+    typer.Option(help="Model version to compare. Default: the one that served the newest record."),
+]
+MinRows = Annotated[int, typer.Option(min=1, help="Fewer logged rows is an error (exit 2).")]
+PsiThreshold = Annotated[float, typer.Option(min=0.0, help="PSI at which a feature drifts.")]
+DriftShare = Annotated[
+    float, typer.Option(min=0.01, max=1.0, help="Share of drifted features that means drift.")
+]
+SampleSize = Annotated[
+    int, typer.Option(min=100, help="Rows per model version kept (reservoir) for the statistics.")
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+@app.callback()
+def main() -> None:
+    """Compare the service's prediction logs with the serving model's training data."""
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for noisy in ("py4j", "mlflow", "alembic", "urllib3", "matplotlib", "PIL", "bentoml"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(code: int, message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _report_options(**chosen: Any) -> tuple[ReportOptions, DriftSettings]:
+    from drift.config import get_drift_settings
+    from drift.logs import parse_since
+    from drift.report import EXIT_DATA_ERROR, ReportOptions
+
+    settings = get_drift_settings()
+    try:
+        chosen["since"] = parse_since(chosen["since"])
+    except ValueError as exc:
+        _fail(EXIT_DATA_ERROR, str(exc))
+    chosen["logs"] = chosen["logs"] or settings.logs_dir
+    return ReportOptions(**chosen, seed=settings.seed), settings
+
+
+@app.command()
+def report(
+    logs: Logs = None,
+    since: Since = None,
+    model_version: ModelVersion = None,
+    min_rows: MinRows = 100,
+    psi_threshold: PsiThreshold = 0.2,
+    drift_share: DriftShare = 0.25,
+    sample_size: SampleSize = 50_000,
+    mlflow: Annotated[bool, typer.Option(help="Log to the titanic-drift experiment.")] = True,
+    verbose: Verbose = False,
+) -> None:
+    """Drift of logged traffic vs the serving model's reference. Exit 0 none, 42 drift, 2 error."""
+    _setup_logging(verbose)
+    from drift.report import EXIT_DATA_ERROR, DriftDataError, analyse, write
+
+    options, settings = _report_options(
+        logs=logs,
+        since=since,
+        model_version=model_version,
+        min_rows=min_rows,
+        psi_threshold=psi_threshold,
+        drift_share=drift_share,
+        sample_size=sample_size,
+    )
+    try:
+        outcome = analyse(options, settings)
+    except DriftDataError as exc:
+        _fail(EXIT_DATA_ERROR, str(exc))
+    write(outcome, settings, options, track=mlflow)
+    print_summary(outcome.summary)
+    typer.echo(f"report: {outcome.folder}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def retrain(
+    logs: Logs = None,
+    since: Since = None,
+    model_version: ModelVersion = None,
+    min_rows: MinRows = 100,
+    psi_threshold: PsiThreshold = 0.2,
+    drift_share: DriftShare = 0.25,
+    sample_size: SampleSize = 50_000,
+    force: Annotated[bool, typer.Option(help="Retrain even if the report finds no drift.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Say what would be done; change nothing.")] = False,
+    quick: Annotated[bool, typer.Option(help="Train one grid point per family.")] = False,
+    folds: Annotated[int, typer.Option(min=2, max=10, help="Cross-validation folds.")] = 3,
+    build: Annotated[bool, typer.Option(help="`bentoml build` after the import.")] = False,
+    reload: Annotated[bool, typer.Option(help="POST /reload to the running service.")] = True,
+    service_url: Annotated[
+        str | None, typer.Option(help="Default: LIFEBOAT_SERVICE_URL, else :3000 on localhost.")
+    ] = None,
+    reload_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds for the swap.")] = 60.0,
+    verbose: Verbose = False,
+) -> None:
+    """Retrain on the labelled logs when they drifted; promote if better; import and reload.
+
+    Exit 0 done (promoted or not), 1 a step failed and was undone, 2 a usage or data error.
+    """
+    _setup_logging(verbose)
+    from drift.retrain import RetrainOptions
+    from drift.retrain import retrain as run_loop
+
+    options, settings = _report_options(
+        logs=logs,
+        since=since,
+        model_version=model_version,
+        min_rows=min_rows,
+        psi_threshold=psi_threshold,
+        drift_share=drift_share,
+        sample_size=sample_size,
+    )
+    loop = RetrainOptions(
+        report=options,
+        force=force,
+        dry_run=dry_run,
+        quick=quick,
+        folds=folds,
+        build=build,
+        reload=reload,
+        service_url=service_url or settings.service_url,
+        admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        reload_timeout=reload_timeout,
+    )
+    complain = partial(typer.secho, fg=typer.colors.RED, err=True)
+    raise typer.Exit(run_loop(loop, settings, typer.echo, complain))
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The per-feature table and the verdict, for a terminal."""
+    rows = summary["rows"]
+    typer.echo(
+        f"model v{summary['model_version']}: {rows['current']} logged rows "
+        f"({rows['sampled']} sampled, {rows['labelled']} labelled) vs {rows['reference']} "
+        f"reference rows; {summary['logs']['unreadable_lines']} unreadable lines skipped"
+    )
+    typer.echo(summary["tests"]["selection"])
+    typer.echo(f"\n{'feature':<10}{'test':<32}{'score':>9}{'PSI':>9}  drifted")
+    for name, f in summary["features"].items():
+        typer.echo(
+            f"{name:<10}{f['test']:<32}{f['score']:>9.4f}{f['psi']:>9.4f}  "
+            f"{'YES' if f['drifted'] else 'no'}"
+        )
+    if perf := summary.get("performance"):
+        p = {k: "n/a" if v is None else f"{v:.4f}" for k, v in perf.items()}
+        typer.echo(
+            f"\nlive AUC {p['live_auc']} (held-out {p['heldout_auc']}), accuracy "
+            f"{p['live_accuracy']} (held-out {p['heldout_accuracy']}) on "
+            f"{perf['labelled_rows']} labelled rows"
+        )
+    verdict = "DRIFT" if summary["drift_detected"] else "no drift"
+    drifted = ", ".join(summary["drifted_features"]) or "none"
+    typer.echo(
+        f"\n{verdict}: {len(summary['drifted_features'])}/{len(summary['features'])} features "
+        f"drifted ({drifted}); threshold share {summary['thresholds']['drift_share']}"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,145 @@
+"""Benchmark ``python -m drift report`` on 100,000 logged predictions: wall time and peak RSS.
+
+``python -m drift.bench`` builds a throwaway world in a temporary folder (a BentoML store with a
+``titanic`` model whose reference is data/titanic.csv, an embedded MLflow store whose database
+exists, as it does wherever a model was trained, and monitor logs of four workers with a rotated
+file, 30% drifted traffic, 20% labelled rows and some broken lines), runs the real command in a
+child process ``repeats`` times, and writes the figures to ``reports/bench/drift.json``. Peak
+RSS is the child's own ``ru_maxrss`` from ``wait4``; the verdict uses the slowest run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import typer
+
+from drift.traffic import DATA, TrafficSampler, log_line
+
+TIME_LIMIT_S, RSS_LIMIT_MB = 30.0, 1024.0
+app = typer.Typer(add_completion=False)
+
+
+def make_store(home: Path) -> None:
+    """A ``titanic`` model for registry version 1 with data/titanic.csv as its reference, and
+    the embedded MLflow database."""
+    script = (
+        "import json, bentoml, pandas as pd, sys\n"
+        "from lifeboat.passenger import FEATURES, LABEL\n"
+        "with bentoml.models.create('titanic', labels={'registry_version': '1'}) as m:\n"
+        "    pd.read_csv(sys.argv[1])[[*FEATURES, LABEL]].to_csv(f'{m.path}/reference.csv',"
+        " index=False)\n"
+        "    json.dump({'version': '1', 'heldout_auc': 0.86, 'heldout_accuracy': 0.80},"
+        " open(f'{m.path}/metadata.json', 'w'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(DATA)], env=_env(home), check=True)
+    # The MLflow database, as training leaves it (creating it costs seconds, once per store).
+    tables = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments()"
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    subprocess.run([sys.executable, "-c", tables, uri], env=_env(home), check=True)
+
+
+def make_logs(folder: Path, rows: int, bad_lines: int = 100, seed: int = 0) -> int:
+    """Write ``rows`` records over four workers (worker 0 rotated once); returns bytes written."""
+    rng = random.Random(seed)
+    plain = TrafficSampler(labelled=True, seed=seed)
+    drifted = TrafficSampler(drifted=True, labelled=True, seed=seed + 1)
+    data = folder / "titanic" / "data"
+    data.mkdir(parents=True)
+    start = datetime.now() - timedelta(days=1)
+    names = ["data.0.log." + start.strftime("%Y-%m-%d"), *(f"data.{w}.log" for w in range(4))]
+    files = [(data / name).open("w") for name in names]
+    try:
+        for i in range(rows):
+            passenger = (drifted if rng.random() < 0.3 else plain)()
+            if rng.random() >= 0.2:
+                passenger.pop("Survived")
+            when = start + timedelta(seconds=i * 86_400 / rows)
+            line = log_line(passenger, rng.random(), "1", when, i)
+            files[i % len(files)].write(line + "\n")
+        for i in range(bad_lines):
+            files[i % len(files)].write('{"Pclass": 3, "Sex": "ma\n' if i % 2 else "garbage\n")
+    finally:
+        for fh in files:
+            fh.close()
+    return sum(p.stat().st_size for p in data.iterdir())
+
+
+def _env(home: Path) -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return {
+        **os.environ,
+        "LIFEBOAT_HOME": str(home),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "MLFLOW_TRACKING_URI": "",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+
+
+def run_report(home: Path, logs: Path) -> dict[str, float | int]:
+    """One ``python -m drift report`` in a child process: wall seconds, peak RSS, exit status."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "drift", "report", "--logs", str(logs)],
+        env=_env(home),
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+    return {
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "exit_code": child.returncode,
+    }
+
+
+@app.command()
+def main(
+    rows: int = typer.Option(100_000, min=1000, help="Logged predictions to generate."),
+    repeats: int = typer.Option(3, min=1, help="Timed runs of the report."),
+    out: Path = typer.Option(None, help="Default: <LIFEBOAT_HOME>/reports/bench/drift.json."),
+) -> None:
+    """Generate the logs, time the report, write the figures as JSON."""
+    from drift.config import get_drift_settings
+
+    out = out or get_drift_settings().reports_dir / "bench" / "drift.json"
+    with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
+        home = Path(tmp)
+        make_store(home)
+        size = make_logs(home / "monitoring", rows)
+        runs = [run_report(home, home / "monitoring") for _ in range(repeats)]
+        summary = json.loads(next((home / "reports" / "drift").glob("*/summary.json")).read_text())
+    worst_time = max(r["wall_seconds"] for r in runs)
+    worst_rss = max(r["peak_rss_mb"] for r in runs)
+    result = {
+        "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "rows": rows,
+        "log_megabytes": round(size / 2**20, 1),
+        "runs": runs,
+        "worst": {"wall_seconds": worst_time, "peak_rss_mb": worst_rss},
+        "limits": {"wall_seconds": TIME_LIMIT_S, "peak_rss_mb": RSS_LIMIT_MB},
+        "within_limits": worst_time <= TIME_LIMIT_S and worst_rss <= RSS_LIMIT_MB,
+        "report": {k: summary[k] for k in ("drift_detected", "drifted_features", "rows")}
+        | {"unreadable_lines": summary["logs"]["unreadable_lines"]},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform(), "load_average": os.getloadavg()},
+    }  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    typer.echo(json.dumps(runs))
+    typer.echo(f"{'within' if result['within_limits'] else 'OVER'} limits; written to {out}")
+
+
+if __name__ == "__main__":
+    app()

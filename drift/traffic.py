@@ -1,0 +1,145 @@
+"""Passengers to send to the service: like the training data, or drifted away from it.
+
+Used by the drift tests and by the load test (``loadtest/locustfile.py``), so this module needs
+only the standard library: a Locust image need not carry pandas, pydantic or Evidently. Rows are
+sampled from ``data/titanic.csv``; the drifted ones shift three features at once:
+
+* **class mix**: first class becomes the most common (50/30/20 instead of about 25/21/54);
+* **Fare**: multiplied by 2.5 (a price rise), capped at the schema's 10 000;
+* **Age**: 15 years older, capped at 120; a missing age stays missing.
+
+Sex, SibSp, Parch, Embarked and the label keep the sampled passenger's values, so a labelled
+drifted passenger is a real passenger's outcome with a shifted profile.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
+
+# The seven features a client sends and the label, with their JSON types. Mirrors
+# lifeboat.passenger (pydantic-free on purpose; tests/drift/test_traffic.py checks they agree).
+FIELD_TYPES: dict[str, type] = {
+    "Pclass": int,
+    "Sex": str,
+    "Age": float,
+    "SibSp": int,
+    "Parch": int,
+    "Fare": float,
+    "Embarked": str,
+}
+LABEL = "Survived"
+
+DRIFTED_CLASS_MIX = {1: 0.5, 2: 0.3, 3: 0.2}
+FARE_FACTOR = 2.5
+AGE_SHIFT = 15.0
+MAX_FARE = 10_000.0
+MAX_AGE = 120.0
+
+
+def load_rows(path: Path = DATA) -> list[dict[str, Any]]:
+    """The features and label of every passenger in a Kaggle-format CSV, typed as JSON sends them.
+
+    Empty fields become ``None``; other columns (Name, Ticket, ...) are left out.
+    """
+    rows = []
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        for raw in csv.DictReader(fh):
+            row = {name: _typed(raw.get(name), kind) for name, kind in FIELD_TYPES.items()}
+            row[LABEL] = _typed(raw.get(LABEL), int)
+            rows.append(row)
+    return rows
+
+
+def _typed(value: str | None, kind: type) -> Any:
+    if value is None or value.strip() == "":
+        return None
+    return kind(float(value)) if kind is int else kind(value)
+
+
+def drift(row: dict[str, Any]) -> dict[str, Any]:
+    """One passenger moved away from the training distribution (class is chosen by the caller)."""
+    out = dict(row)
+    if out["Fare"] is not None:
+        out["Fare"] = round(min(out["Fare"] * FARE_FACTOR, MAX_FARE), 4)
+    if out["Age"] is not None:
+        out["Age"] = round(min(out["Age"] + AGE_SHIFT, MAX_AGE), 4)
+    return out
+
+
+class TrafficSampler:
+    """Draws passengers one at a time, as a Locust task does.
+
+    Args:
+        drifted: Shift the class mix, Fare and Age (see the module docstring).
+        labelled: Include ``Survived``, as a client reporting outcomes would.
+        seed: Seed of the sampler's own random generator (``None``: not reproducible).
+        path: The passengers to sample from (Kaggle columns).
+    """
+
+    def __init__(
+        self,
+        drifted: bool = False,
+        labelled: bool = False,
+        seed: int | None = None,
+        path: Path = DATA,
+    ) -> None:
+        self.drifted = drifted
+        self.labelled = labelled
+        self.rng = random.Random(seed)
+        self.rows = load_rows(path)
+        self.by_class: dict[int, list[dict[str, Any]]] = {}
+        for row in self.rows:
+            self.by_class.setdefault(row["Pclass"], []).append(row)
+
+    def __call__(self) -> dict[str, Any]:
+        """One passenger as a JSON-ready dict."""
+        if self.drifted:
+            classes = list(DRIFTED_CLASS_MIX)
+            (pclass,) = self.rng.choices(classes, weights=[DRIFTED_CLASS_MIX[c] for c in classes])
+            row = drift(self.rng.choice(self.by_class[pclass]))
+        else:
+            row = dict(self.rng.choice(self.rows))
+        if not self.labelled:
+            row.pop(LABEL, None)
+        return row
+
+    def sample(self, n: int) -> list[dict[str, Any]]:
+        """``n`` passengers drawn with replacement."""
+        return [self() for _ in range(n)]
+
+
+def passengers(
+    n: int, drifted: bool = False, labelled: bool = False, seed: int | None = 0
+) -> list[dict[str, Any]]:
+    """``n`` passengers sampled from ``data/titanic.csv``, drifted or not (seeded by default)."""
+    return TrafficSampler(drifted=drifted, labelled=labelled, seed=seed).sample(n)
+
+
+def log_line(
+    passenger: dict[str, Any],
+    probability: float,
+    model_version: str,
+    timestamp: datetime,
+    request_id: int = 0,
+    threshold: float = 0.5,
+) -> str:
+    """The line ``bentoml.monitor`` writes when the service scores ``passenger`` (its label
+    included if present): synthetic logs for tests and the benchmark, no service needed."""
+    record: dict[str, Any] = {name: passenger.get(name) for name in FIELD_TYPES}
+    record[LABEL] = passenger.get(LABEL)
+    record.update(
+        probability=probability,
+        prediction=int(probability >= threshold),
+        model_version=model_version,
+        timestamp=timestamp.isoformat(),
+        request_id=str(request_id),
+        trace_id=str(request_id * 7919),
+    )
+    return json.dumps(record)

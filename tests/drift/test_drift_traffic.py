@@ -1,0 +1,64 @@
+"""The traffic generator: stdlib-only, valid passengers, and drift where it says there is."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+from drift import traffic
+from lifeboat.passenger import BY_NAME, FEATURES, LABEL, Passenger
+from tests.conftest import ROOT
+
+
+def test_field_types_mirror_the_passenger_schema():
+    assert tuple(traffic.FIELD_TYPES) == FEATURES
+    json_type = {"int": int, "float": float, "category": str}
+    assert {n: json_type[BY_NAME[n].kind] for n in FEATURES} == traffic.FIELD_TYPES
+    assert traffic.LABEL == LABEL
+
+
+def test_importing_it_pulls_in_no_third_party_package():
+    probe = (
+        "import sys, drift.traffic; "
+        "heavy = [m for m in ('pandas', 'numpy', 'evidently', 'pydantic', 'mlflow', 'bentoml') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_generated_passenger_is_one_the_service_accepts():
+    for drifted in (False, True):
+        for row in traffic.passengers(300, drifted=drifted, labelled=True, seed=3):
+            Passenger.model_validate(row)  # raises on a bad type or range
+
+
+def test_labels_only_when_asked():
+    assert all(LABEL not in p for p in traffic.passengers(50, seed=1))
+    assert all(p[LABEL] in (0, 1) for p in traffic.passengers(50, labelled=True, seed=1))
+
+
+def test_drifted_traffic_shifts_class_fare_and_age_but_not_sex():
+    plain = traffic.passengers(4000, seed=7)
+    shifted = traffic.passengers(4000, drifted=True, seed=7)
+
+    def share(rows, key, value):
+        return sum(r[key] == value for r in rows) / len(rows)
+
+    def mean(rows, key):
+        return statistics.fmean(r[key] for r in rows if r[key] is not None)
+
+    assert share(plain, "Pclass", 1) < 0.3 < 0.45 < share(shifted, "Pclass", 1) < 0.55
+    assert share(plain, "Pclass", 3) > 0.5 > 0.25 > share(shifted, "Pclass", 3)
+    assert mean(shifted, "Fare") > 3 * mean(plain, "Fare")  # x2.5 and more first class
+    assert mean(shifted, "Age") - mean(plain, "Age") > 15
+    assert abs(share(plain, "Sex", "male") - share(shifted, "Sex", "male")) < 0.15
+
+
+def test_seeded_samples_repeat_and_an_unseeded_sampler_works():
+    assert traffic.passengers(20, seed=5) == traffic.passengers(20, seed=5)
+    sampler = traffic.TrafficSampler(drifted=True)
+    assert set(sampler()) == set(FEATURES)
