@@ -23,9 +23,21 @@ def test_import_carries_model_metadata_and_reference(trained, settings):
         assert key in meta
     assert (folder / "reference.csv").read_text().startswith("Pclass,Sex,Age")
     scorer = OnnxScorer.from_path(folder / "model.onnx")
-    assert 0.0 <= scorer.predict_proba({"Pclass": [1], "Sex": ["female"], "Age": [30.0],
-                                        "SibSp": [0], "Parch": [0], "Fare": [80.0],
-                                        "Embarked": ["C"]})[0] <= 1.0
+    assert (
+        0.0
+        <= scorer.predict_proba(
+            {
+                "Pclass": [1],
+                "Sex": ["female"],
+                "Age": [30.0],
+                "SibSp": [0],
+                "Parch": [0],
+                "Fare": [80.0],
+                "Embarked": ["C"],
+            }
+        )[0]
+        <= 1.0
+    )
 
 
 def test_importing_the_same_version_twice_creates_one_model(trained, settings):
