@@ -1,8 +1,9 @@
 """Passengers to send to the service: like the training data, or drifted away from it.
 
-Used by the drift tests and by the load test (``loadtest/locustfile.py``), so this module needs
-only the standard library: a Locust image need not carry pandas, pydantic or Evidently. Rows are
-sampled from ``data/titanic.csv``; the drifted ones shift three features at once:
+Used by the drift tests and by the load test (``loadtest/locustfile.py``), so it needs only the
+standard library and the passenger schema (``lifeboat.passenger``): a Locust image need not
+carry pandas or Evidently. Rows are sampled from ``data/titanic.csv``; the drifted ones shift
+three features at once:
 
 * **class mix**: first class becomes the most common (50/30/20 instead of about 25/21/54);
 * **Fare**: multiplied by 2.5 (a price rise), capped at the schema's 10 000;
@@ -21,26 +22,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lifeboat.passenger import BY_NAME, FEATURES, LABEL
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 
-# The seven features a client sends and the label, with their JSON types. Mirrors
-# lifeboat.passenger (pydantic-free on purpose; tests/drift/test_traffic.py checks they agree).
+# The seven features a client sends, with the JSON type each is sent as.
 FIELD_TYPES: dict[str, type] = {
-    "Pclass": int,
-    "Sex": str,
-    "Age": float,
-    "SibSp": int,
-    "Parch": int,
-    "Fare": float,
-    "Embarked": str,
+    name: {"int": int, "float": float}.get(BY_NAME[name].kind, str) for name in FEATURES
 }
-LABEL = "Survived"
 
 DRIFTED_CLASS_MIX = {1: 0.5, 2: 0.3, 3: 0.2}
 FARE_FACTOR = 2.5
 AGE_SHIFT = 15.0
-MAX_FARE = 10_000.0
-MAX_AGE = 120.0
+MAX_FARE = float(BY_NAME["Fare"].maximum or 0)
+MAX_AGE = float(BY_NAME["Age"].maximum or 0)
 
 
 def load_rows(path: Path = DATA) -> list[dict[str, Any]]:
