@@ -15,6 +15,8 @@ Locust's statistics, as an HTTP error is. Options of our own, also in the web UI
                   drifted single requests are reported as ``/predict_titanic (drifted)``
 --drift-source    ``module:factory`` of a drifted-passenger sampler (LIFEBOAT_DRIFT_SOURCE);
                   default ``drift.traffic``'s drifted population
+--labelled        send each passenger's Survived, which the service logs as the label and
+                  ``python -m drift retrain`` learns from (LIFEBOAT_LABELLED)
 --api-token       bearer token, when the service sets one (LIFEBOAT_API_TOKEN)
 --think-time      a user waits uniformly 0..this many seconds between requests (0: none)
 --max-p99-ms      exit non-zero when the overall p99 is above this (0: no bound)
@@ -65,6 +67,13 @@ def _options(parser: Any) -> None:
         "Default: drift.traffic's drifted population.",
     )
     parser.add_argument(
+        "--labelled",
+        action="store_true",
+        default=False,
+        env_var="LIFEBOAT_LABELLED",
+        help="Send each passenger's Survived, as a client reporting outcomes would.",
+    )
+    parser.add_argument(
         "--api-token",
         default="",
         env_var="LIFEBOAT_API_TOKEN",
@@ -108,9 +117,10 @@ class Passengers(FastHttpUser):
         if not 0 <= options.drift_share <= 1:
             raise ValueError(f"--drift-share {options.drift_share} is not in [0, 1]")
         self.traffic = Traffic(
-            passengers=load(Path(options.passengers_csv)),
+            passengers=load(Path(options.passengers_csv), options.labelled),
             drifted=drift_sampler(options.drift_source) if options.drift_share > 0 else None,
             drift_share=options.drift_share,
+            labelled=options.labelled,
         )
         self.batch_size = max(1, options.batch_size)
         self.headers = {"Authorization": f"Bearer {options.api_token}"} if options.api_token else {}

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lifeboat.features import derive
-from lifeboat.passenger import BY_NAME, CATEGORICAL_FEATURES, FEATURES, Passenger
+from lifeboat.passenger import BY_NAME, CATEGORICAL_FEATURES, FEATURES, LABEL, Passenger
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 DEFAULT_DRIFT = "loadtest.passengers:drift_traffic"
@@ -43,8 +43,9 @@ def _value(name: str, text: str) -> Any:
 
 
 @lru_cache
-def load(path: Path = DATA) -> tuple[dict[str, Any], ...]:
-    """The feature fields of every row of ``path`` that the passenger schema accepts.
+def load(path: Path = DATA, labelled: bool = False) -> tuple[dict[str, Any], ...]:
+    """The feature fields of every row of ``path`` that the passenger schema accepts, and with
+    ``labelled`` its ``Survived`` where the file has one.
 
     Raises:
         ValueError: No row of the file is a valid passenger.
@@ -54,6 +55,8 @@ def load(path: Path = DATA) -> tuple[dict[str, Any], ...]:
         for record in csv.DictReader(fh):
             try:
                 passenger = {name: _value(name, record.get(name) or "") for name in FEATURES}
+                if labelled and record.get(LABEL):
+                    passenger[LABEL] = int(record[LABEL])
                 Passenger.model_validate(passenger)
             except (ValueError, ValidationError):  # a malformed row is skipped, not sent
                 continue
@@ -65,10 +68,11 @@ def load(path: Path = DATA) -> tuple[dict[str, Any], ...]:
 
 def drift_traffic() -> Sampler:
     """Drifted passengers from ``drift.traffic``: first class most common, fares 2.5x, 15 years
-    older (what the drift report is expected to flag)."""
+    older (what the drift report is expected to flag), each with its real passenger's label
+    (:class:`Traffic` drops it unless asked to send labels)."""
     from drift.traffic import TrafficSampler
 
-    return TrafficSampler(drifted=True)
+    return TrafficSampler(drifted=True, labelled=True)
 
 
 @lru_cache
@@ -109,18 +113,25 @@ def complete_categories(passengers: Sequence[dict[str, Any]]) -> list[dict[str, 
 
 @dataclass
 class Traffic:
-    """Draws passengers at random from ``passengers``, a share of them from ``drifted``."""
+    """Draws passengers at random from ``passengers``, a share of them from ``drifted``.
+
+    ``labelled``: send ``Survived`` where a passenger has one, as a client reporting outcomes
+    would (the service logs it; ``drift retrain`` learns from it); otherwise it is dropped.
+    """
 
     passengers: Sequence[dict[str, Any]]
     drifted: Sampler | None = None
     drift_share: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    labelled: bool = False
 
     def one(self) -> tuple[dict[str, Any], bool]:
         """One passenger and whether it was drifted."""
-        if self.drifted is not None and self.rng.random() < self.drift_share:
-            return self.drifted(), True
-        return self.rng.choice(self.passengers), False
+        drifted = self.drifted is not None and self.rng.random() < self.drift_share
+        passenger = self.drifted() if drifted else self.rng.choice(self.passengers)  # type: ignore[misc]
+        if not self.labelled and LABEL in passenger:
+            passenger = {k: v for k, v in passenger.items() if k != LABEL}
+        return passenger, drifted
 
     def many(self, count: int) -> list[dict[str, Any]]:
         """``count`` passengers for one batch request."""

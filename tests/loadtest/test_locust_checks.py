@@ -77,6 +77,19 @@ def test_drifted_traffic_is_valid_and_shifted():
     drifted_fares = [p["Fare"] for p in drifted if p["Fare"] is not None]
     assert sum(drifted_fares) / len(drifted_fares) > 2 * sum(clean_fares) / len(clean_fares)
     assert Traffic(load(), None, drift_share=1.0).one()[1] is False  # no sampler, no drift
+    assert all("Survived" not in p for p, _ in sent)  # labels only when asked for
+
+
+def test_labelled_traffic_sends_the_real_label_clean_or_drifted():
+    labelled = load(labelled=True)
+    assert len(labelled) == 1309 and all(p["Survived"] in (0, 1) for p in labelled)
+    assert sum(p["Survived"] for p in labelled) == 500  # data/titanic.csv: 500 survivors
+    traffic = Traffic(labelled, drift_sampler(), 0.5, random.Random(2), labelled=True)
+    sent = [traffic.one() for _ in range(200)]
+    assert {was_drifted for _, was_drifted in sent} == {True, False}
+    for passenger, _ in sent:
+        assert passenger["Survived"] in (0, 1)
+        Passenger.model_validate(passenger)
 
 
 def test_a_drift_source_must_name_a_factory():

@@ -64,6 +64,34 @@ def test_the_service_answers_every_kind_of_request_correctly(served, tmp_path):
     assert int(run.stats["Aggregated"]["Request Count"]) >= 50
 
 
+@pytest.mark.spark
+def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, session_home):
+    """`make loadtest DRIFT_SHARE=1 LABELLED=1` then `make drift-report`: the demo of drift."""
+    import json
+    from datetime import datetime, timedelta
+
+    from typer.testing import CliRunner
+
+    from drift.__main__ import app
+
+    since = (datetime.now() - timedelta(seconds=1)).isoformat(timespec="seconds")
+    run = locust(served, tmp_path, "--drift-share", "1", "--labelled", "--tags", "single",
+                 "--max-p99-ms", "5000", seconds=6)  # fmt: skip
+    assert run.returncode == 0, run.output
+    sent = int(run.stats["/predict_titanic (drifted)"]["Request Count"])
+    assert sent >= 60 and "/predict_titanic" not in run.stats
+
+    logs = str(session_home / "monitoring")
+    report = CliRunner().invoke(
+        app, ["report", "--logs", logs, "--since", since, "--min-rows", "50", "--no-mlflow"]
+    )
+    assert report.exit_code == 42, report.output
+    folder = Path(report.output.strip().splitlines()[-1].removeprefix("report: "))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {"Pclass", "Fare", "Age"} <= set(summary["drifted_features"])
+    assert summary["rows"]["current"] == summary["rows"]["labelled"] == sent
+
+
 def test_wrong_answers_are_failures(stand_in, tmp_path):
     run = locust(f"{stand_in}/wrong", tmp_path, "--api-token", STAND_IN_TOKEN, "--batch-size", "20")
     assert run.returncode == 1, run.output
