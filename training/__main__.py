@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from pathlib import Path
 
 import typer
 
+from lifeboat.cli import fail, setup_logging
 from lifeboat.settings import get_settings
 
 app = typer.Typer(
@@ -16,32 +14,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Lifeboat training on Spark, tracked and registered in MLflow.",
 )
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for noisy in (
-        "py4j",
-        "mlflow",
-        "alembic",
-        "urllib3",
-        "matplotlib",
-        "PIL",
-        "onnxmltools",
-        "skl2onnx",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _fail(code: int, message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -65,7 +37,7 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train LR, RF and GBT with CV on Spark; log to MLflow; register and maybe promote."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if skip_if_production:
         from training import registry
 
@@ -98,11 +70,11 @@ def train(
     try:
         outcome = run(options, settings)
     except JavaMissingError as exc:
-        _fail(3, str(exc))
+        fail(3, str(exc))
     except DataError as exc:
-        _fail(2, str(exc))
+        fail(2, str(exc))
     except ConversionError as exc:
-        _fail(1, f"ONNX export failed: {exc}")
+        fail(1, f"ONNX export failed: {exc}")
     typer.echo(f"\n{'family':<22}{'CV AUC':>8}{'held-out AUC':>14}{'ONNX |Δp|':>12}")
     for name, figures in outcome.families.items():
         typer.echo(
@@ -126,7 +98,7 @@ def score(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score a CSV with Spark and the registered Production model (for data too big for HTTP)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from mlflow.exceptions import MlflowException
 
     from training.batch import production_uri
@@ -138,9 +110,9 @@ def score(
     try:
         loaded = batch_score(input_csv, output_csv, uri, settings)
     except DataError as exc:
-        _fail(2, str(exc))
+        fail(2, str(exc))
     except MlflowException as exc:
-        _fail(2, f"cannot load {uri}: {exc.message}. Train one first: python -m training train")
+        fail(2, f"cannot load {uri}: {exc.message}. Train one first: python -m training train")
     note = (
         f", {loaded.quarantined_rows} quarantined in {loaded.quarantine_file}"
         if (loaded.quarantined_rows)
@@ -152,7 +124,7 @@ def score(
 @app.command("import-model")
 def import_model() -> None:
     """Import models:/titanic@production into the BentoML store (the first half of make build)."""
-    _setup_logging(False)
+    setup_logging(False)
     from lifeboat.model_store import NoProductionModel, import_production
 
     settings = get_settings()
@@ -161,7 +133,7 @@ def import_model() -> None:
             settings.tracking_uri, settings.model_name, settings.production_alias
         )
     except NoProductionModel as exc:
-        _fail(2, str(exc))
+        fail(2, str(exc))
     state = "imported" if created else "already in the store, not imported again"
     typer.echo(f"{model.tag}: registry version {model.info.labels['registry_version']}, {state}")
 
@@ -173,14 +145,14 @@ def leaderboard(
     ),
 ) -> None:
     """Write a leaderboard of every family run (CSV, Markdown, PNG)."""
-    _setup_logging(False)
+    setup_logging(False)
     from training.leaderboard import leaderboard as build
     from training.leaderboard import markdown, write
 
     settings = get_settings()
     table = build(settings)
     if table.empty:
-        _fail(2, f"no training runs in experiment {settings.experiment!r}; run training first")
+        fail(2, f"no training runs in experiment {settings.experiment!r}; run training first")
     files = write(table, out or settings.reports_dir / "leaderboard")
     typer.echo(markdown(table.drop(columns=["run_id", "dataset_sha256", "started"])))
     typer.echo("written: " + ", ".join(str(f) for f in files))
