@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from lifeboat.cli import fail, setup_logging
 
 if TYPE_CHECKING:
     from drift.config import DriftSettings
@@ -51,23 +50,6 @@ def main() -> None:
     """Compare the service's prediction logs with the serving model's training data."""
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for noisy in ("py4j", "mlflow", "alembic", "urllib3", "matplotlib", "PIL", "bentoml"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _fail(code: int, message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
 def _report_options(**chosen: Any) -> tuple[ReportOptions, DriftSettings]:
     from drift.config import get_drift_settings
     from drift.logs import parse_since
@@ -77,7 +59,7 @@ def _report_options(**chosen: Any) -> tuple[ReportOptions, DriftSettings]:
     try:
         chosen["since"] = parse_since(chosen["since"])
     except ValueError as exc:
-        _fail(EXIT_DATA_ERROR, str(exc))
+        fail(EXIT_DATA_ERROR, str(exc))
     chosen["logs"] = chosen["logs"] or settings.logs_dir
     return ReportOptions(**chosen, seed=settings.seed), settings
 
@@ -92,10 +74,17 @@ def report(
     drift_share: DriftShare = 0.25,
     sample_size: SampleSize = 50_000,
     mlflow: Annotated[bool, typer.Option(help="Log to the titanic-drift experiment.")] = True,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option(
+            help="Prometheus Pushgateway for the verdict's gauges, e.g. http://localhost:9091. "
+            "Default: LIFEBOAT_PUSHGATEWAY_URL; unset: no push."
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Drift of logged traffic vs the serving model's reference. Exit 0 none, 42 drift, 2 error."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from drift.report import EXIT_DATA_ERROR, DriftDataError, analyse, write
 
     options, settings = _report_options(
@@ -107,10 +96,12 @@ def report(
         drift_share=drift_share,
         sample_size=sample_size,
     )
+    if pushgateway:
+        settings = settings.model_copy(update={"pushgateway_url": pushgateway})
     try:
         outcome = analyse(options, settings)
     except DriftDataError as exc:
-        _fail(EXIT_DATA_ERROR, str(exc))
+        fail(EXIT_DATA_ERROR, str(exc))
     write(outcome, settings, options, track=mlflow)
     print_summary(outcome.summary)
     typer.echo(f"report: {outcome.folder}")
@@ -130,7 +121,9 @@ def retrain(
     dry_run: Annotated[bool, typer.Option(help="Say what would be done; change nothing.")] = False,
     quick: Annotated[bool, typer.Option(help="Train one grid point per family.")] = False,
     folds: Annotated[int, typer.Option(min=2, max=10, help="Cross-validation folds.")] = 3,
-    build: Annotated[bool, typer.Option(help="`bentoml build` after the import.")] = False,
+    build: Annotated[
+        bool, typer.Option(help="`bentoml build` the Bento with the newly imported model.")
+    ] = True,
     reload: Annotated[bool, typer.Option(help="POST /reload to the running service.")] = True,
     service_url: Annotated[
         str | None, typer.Option(help="Default: LIFEBOAT_SERVICE_URL, else :3000 on localhost.")
@@ -142,7 +135,7 @@ def retrain(
 
     Exit 0 done (promoted or not), 1 a step failed and was undone, 2 a usage or data error.
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
     from drift.retrain import RetrainOptions
     from drift.retrain import retrain as run_loop
 

@@ -19,9 +19,11 @@ DEFAULT_MONITORING_DIR = PROJECT_ROOT / "monitoring"
 
 
 class DriftSettings(Settings):
-    """The shared settings plus the service's address (``LIFEBOAT_SERVICE_URL``)."""
+    """The shared settings plus the service's address (``LIFEBOAT_SERVICE_URL``) and a
+    Prometheus Pushgateway for the verdict (``LIFEBOAT_PUSHGATEWAY_URL``; unset: no push)."""
 
     service_url: str = Field("http://127.0.0.1:3000", alias="LIFEBOAT_SERVICE_URL")
+    pushgateway_url: str | None = Field(None, alias="LIFEBOAT_PUSHGATEWAY_URL")
 
     @property
     def logs_dir(self) -> Path:

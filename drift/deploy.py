@@ -39,8 +39,10 @@ def ship(state: Retrain, promoted_now: bool, previous: str | None) -> None:
         )
         created_tag = str(model.tag) if created else None
         state.step("import", f"{model.tag} ({'imported' if created else 'already in the store'})")
-        if options.build:
+        if options.build and created:
             state.step("build", bento_build())
+        elif options.build:  # imported, and so built, by an earlier run
+            state.step("build", "skipped: the model was already in the store")
         if not options.reload:
             state.step("reload", "skipped (--no-reload)")
         else:

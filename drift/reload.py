@@ -1,8 +1,9 @@
 """Talk to a running service: which model it serves, and ``POST /reload`` to swap in the latest.
 
-``/reload`` reaches one worker, which loads the store's latest ``titanic`` model and leaves a
-marker the other workers follow within a poll interval; so after a 200 this module keeps asking
-``/health`` until several answers in a row name the new version.
+``/reload`` reaches one worker, which loads the current Production model (from the MLflow
+registry when the service has ``MLFLOW_TRACKING_URI``, else the store's latest ``titanic``) and
+leaves a marker the other workers follow within a poll interval; so after a 200 this module
+keeps asking ``/health`` until several answers in a row name the new version.
 """
 
 from __future__ import annotations
@@ -44,17 +45,17 @@ def serving_version(url: str, timeout: float = 5.0) -> str | None:
 def reload_service(
     url: str, token: str, expected_version: str, timeout: float = 60.0
 ) -> ReloadOutcome:
-    """Ask the service at ``url`` to serve the store's latest model, and wait until it does.
+    """Ask the service at ``url`` to serve the Production model, and wait until it does.
 
     Args:
         url: The service's base URL, e.g. ``http://127.0.0.1:3000``.
         token: ``LIFEBOAT_ADMIN_TOKEN``.
-        expected_version: The registry version the store's latest model carries.
+        expected_version: The registry version of the Production model.
         timeout: Seconds to wait for every answering worker to report it.
 
     Returns:
         ``reached=False`` when no service answers (nothing to reload; a service started later
-        loads the store's latest anyway).
+        loads the Production model anyway).
 
     Raises:
         ReloadError: The service refused (wrong token, rejected model) or never reported

@@ -1,7 +1,8 @@
 """``drift report``: logs → reference of the serving version → Evidently + PSI → files and MLflow.
 
 Input: the monitoring logs. Output: ``reports/drift/<time>/{report.html, summary.json}``, the
-same two files and the figures in a ``titanic-drift`` MLflow run, and an exit status (0 no
+same two files and the figures in a ``titanic-drift`` MLflow run, the verdict as gauges on a
+Prometheus Pushgateway when one is configured, and an exit status (0 no
 drift, 42 drift, 2 a usage or data error).
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from drift.compare import Comparison, compare, selection_rule
 from drift.config import DriftSettings
 from drift.logs import DEFAULT_SAMPLE_SIZE, LogScan, NoLogs, scan_logs
+from drift.pushgateway import push_summary
 from drift.reference import Reference, UnknownModelVersion, load_reference
 from drift.stats import performance
 from drift.tracking import DriftRun
@@ -173,7 +175,8 @@ def write(
     track: bool = True,
     parent: DriftRun | None = None,
 ) -> ReportOutcome:
-    """Write report.html and summary.json to a new folder; log both and the figures to MLflow."""
+    """Write report.html and summary.json to a new folder; log both and the figures to MLflow;
+    push the verdict to the Pushgateway when ``LIFEBOAT_PUSHGATEWAY_URL`` is set."""
     outcome.folder = new_folder(settings.drift_reports_dir)
     run = None
     try:
@@ -195,6 +198,12 @@ def write(
             log.warning("report only partly logged to MLflow run %s: %s", run.run_id, exc)
             with contextlib.suppress(Exception):
                 run.finish(ok=False)
+    if settings.pushgateway_url:
+        try:
+            push_summary(settings.pushgateway_url, outcome.summary, settings.model_name)
+            log.info("verdict pushed to %s", settings.pushgateway_url)
+        except Exception as exc:  # as with MLflow: a dashboard outage must not hide the verdict
+            log.warning("verdict not pushed to %s: %s", settings.pushgateway_url, exc)
     return outcome
 
 

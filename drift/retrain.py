@@ -44,7 +44,7 @@ class RetrainOptions:
     dry_run: bool = False
     quick: bool = False
     folds: int = 3
-    build: bool = False
+    build: bool = True
     reload: bool = True
     service_url: str = "http://127.0.0.1:3000"
     admin_token: str | None = None

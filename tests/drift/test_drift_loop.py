@@ -201,7 +201,11 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
     assert "[export] 2509 labelled rows" in stdout
     new = _production(home)
     assert new != old
-    assert {version for version, _, _ in _workers(service.url).values()} == {new}
+    serving = _workers(service.url)
+    assert {version for version, _, _ in serving.values()} == {new}
+    (tag,) = {tag for _, tag, _ in serving.values()}
+    bentos = home / "bentoml" / "bentos" / "titanic_survival"  # rebuilt with the new model
+    assert tag in (bentos / (bentos / "latest").read_text().strip() / "bento.yaml").read_text()
     assert _worker_pids(service.proc) == pids and service.proc.poll() is None  # no restart
     assert set(clients.statuses) == {200}, clients.statuses
     assert clients.versions[0] == old and clients.versions[-1] == new

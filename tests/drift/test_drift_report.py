@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,48 @@ def test_drifted_traffic_exits_42_and_names_the_drifted_features(served_model, w
     assert "DRIFT: " in done.stdout and "Fare" in done.stdout.splitlines()[-2]
 
 
+class _Pushgateway(BaseHTTPRequestHandler):
+    """Records every push (method, path, body) and answers as a Pushgateway does."""
+
+    pushes: list[tuple[str, str, str]] = []
+
+    def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.pushes.append((self.command, self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_verdict_is_pushed_to_a_pushgateway_and_an_outage_only_warns(
+    served_model, write_log, tmp_path
+):
+    write_log(tmp_path, traffic.passengers(600, drifted=True, seed=13), served_model["version"])
+    server = HTTPServer(("127.0.0.1", 0), _Pushgateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = _report("--logs", str(tmp_path), "--no-mlflow", "--pushgateway", url)
+    finally:
+        server.shutdown()
+    assert result.exit_code == 42, result.output
+    summary = _summary(result.output)
+    ((method, path, body),) = _Pushgateway.pushes
+    assert (method, path) == ("PUT", "/metrics/job/lifeboat_drift/model/titanic")
+    version = f'model_version="{served_model["version"]}"'
+    assert f"lifeboat_drift_share{{{version}}} {summary['share_drifted']}" in body
+    assert f"lifeboat_drift_detected{{{version}}} 1.0" in body
+    fare_psi = summary["features"]["Fare"]["psi"]
+    assert f'lifeboat_drift_feature_psi{{feature="Fare",{version}}} {fare_psi}' in body
+    assert "lifeboat_drift_last_report_timestamp_seconds" in body
+
+    # nothing listens there now: the verdict and the files still come
+    again = _report("--logs", str(tmp_path), "--no-mlflow", "--pushgateway", url)
+    assert again.exit_code == 42 and _summary(again.output)["drift_detected"] is True
+
+
 def test_only_the_window_and_version_asked_for_are_compared(served_model, write_log, tmp_path):
     from datetime import datetime, timedelta
 
@@ -147,5 +191,6 @@ def test_retrain_dry_run_changes_nothing(served_model, write_log, tmp_path, sett
     assert result.exit_code == 0, result.output
     assert "[export] 600 labelled rows" in result.output
     assert "would train with 600 extra rows" in result.output
+    assert "then: import into the BentoML store, bentoml build, POST " in result.output
     assert versions() == before
     assert (set(reports.iterdir()) if reports.exists() else set()) == folders
