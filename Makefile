@@ -16,9 +16,10 @@ USERS ?= 20
 SPAWN_RATE ?= 5
 DURATION ?= 1m
 P99_MS ?= 500
+DRIFT_SHARE ?= 0
 
 .PHONY: help java install run train train-quick import-model build serve score leaderboard test \
-	loadtest bench lint format clean
+	loadtest bench drift-report drift-retrain drift-bench lint format clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,11 +61,20 @@ score: java install ## Batch-score IN=passengers.csv into OUT=scored.csv with th
 leaderboard: install ## Write the leaderboard of all training runs to reports/leaderboard/
 	$(PY) -m training leaderboard
 
-loadtest: install ## Headless Locust against HOST (USERS, SPAWN_RATE, DURATION, P99_MS); fails on any error or p99 > P99_MS
-	$(VENV)/bin/locust --config loadtest/headless.conf --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --max-p99-ms $(P99_MS)
+loadtest: install ## Headless Locust against HOST (USERS, SPAWN_RATE, DURATION, P99_MS, DRIFT_SHARE, LABELLED=1); fails on any error or p99 > P99_MS
+	$(VENV)/bin/locust --config loadtest/headless.conf --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --max-p99-ms $(P99_MS) --drift-share $(DRIFT_SHARE) $(if $(LABELLED),--labelled)
 
 bench: java install ## Serving benchmark on 127.0.0.1 (~15 min, idle machine): reports/bench/
 	$(PY) -m loadtest.bench
+
+drift-report: install ## Drift report of the service's monitoring logs: reports/drift/; exit 0 none, 42 drift, 2 error
+	$(PY) -m drift report
+
+drift-retrain: java install ## On drift: retrain with the labelled logs, promote if better, import, POST /reload
+	$(PY) -m drift retrain
+
+drift-bench: install ## Benchmark drift report on 100,000 logged predictions: reports/bench/drift.json
+	$(PY) -m drift.bench
 
 test: java install ## Run the whole test suite
 	$(PY) -m pytest
