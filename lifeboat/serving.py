@@ -19,6 +19,7 @@ import bentoml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lifeboat.bodies import DriftAlert, Prediction, Received
+from lifeboat.monitoring import BlockMonitor
 from lifeboat.passenger import BY_NAME, EXAMPLE, FEATURES, LABEL
 from lifeboat.scoring import OnnxScorer
 from lifeboat.settings import get_settings
@@ -138,7 +139,7 @@ def _log_block(passengers: Sequence[Any], predictions: Sequence[Prediction]) -> 
     log_dir = get_settings().monitoring_dir
     options = {"monitor_options": {"log_path": str(log_dir)}} if log_dir else {}
     try:
-        with bentoml.monitor(MONITOR_NAME, **options) as mon:
+        with bentoml.monitor(MONITOR_NAME, monitor_class=BlockMonitor, **options) as mon:
             for name in FEATURES:
                 kind = "categorical" if BY_NAME[name].kind == "category" else "numerical"
                 mon.log_batch([getattr(p, name) for p in passengers], name, "feature", kind)

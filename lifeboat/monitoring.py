@@ -1,0 +1,67 @@
+"""``bentoml.monitor``'s default files and lines, written one block per request.
+
+BentoML's :class:`DefaultMonitor` appends a value at a time and emits one logging record per
+passenger through ``python-json-logger``: about 50 ms of a 1000-passenger batch request, most
+of the request's cost. :class:`BlockMonitor` keeps everything a reader sees — the files
+(``<log_path>/<name>/data/data.<worker>.log``, rotated daily by the same handler), the schema
+file, one JSON object per passenger with ``timestamp``, ``request_id`` and ``trace_id`` — and
+changes only how they are produced: columns are extended a batch at a time and a request's
+lines go to the file as one write, so a killed server still loses only requests in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from bentoml._internal.context import trace_context
+from bentoml._internal.monitoring.base import MON_DATAS_VAR
+from bentoml._internal.monitoring.default import DefaultMonitor
+
+
+class BlockMonitor(DefaultMonitor):
+    """A :class:`DefaultMonitor` that writes each request's records in one piece."""
+
+    def _init_logger(self) -> None:
+        super()._init_logger()
+        assert self.data_logger is not None
+        # Lines arrive already as JSON; the handler (and its daily rotation) stays BentoML's.
+        for handler in self.data_logger.handlers:
+            handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
+        """Append a column's values for every passenger of the block."""
+        values = list(data_batch)
+        if not values:
+            return
+        # The first value goes through log(): it registers the column (and renames a reserved
+        # name) as BentoML does; the rest are appended under the same name in one go.
+        self.log(values[0], name, role, data_type)
+        column = f"{name}_" if name in self.PRESERVED_COLUMNS else name
+        datas = MON_DATAS_VAR.get()
+        assert datas is not None
+        datas[column].extend(values[1:])
+
+    def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
+        """One JSON line per passenger, all of the block's lines in one logging call."""
+        if self.data_logger is None:
+            self._init_logger()
+            assert self.data_logger is not None
+        extra = {
+            self.COLUMN_TIME: datetime.datetime.now().isoformat(),
+            self.COLUMN_RID: str(trace_context.request_id),
+            self.COLUMN_TID: str(trace_context.trace_id),
+        }
+        names = list(datas)
+        lines = [
+            json.dumps({**dict(zip(names, row, strict=True)), **extra})
+            for row in zip(*datas.values(), strict=True)
+        ]
+        for queue in datas.values():
+            queue.clear()
+        if lines:
+            self.data_logger.info("\n".join(lines))

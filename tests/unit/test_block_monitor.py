@@ -1,0 +1,57 @@
+"""BlockMonitor writes what BentoML's DefaultMonitor writes, one block per request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bentoml
+
+from lifeboat.monitoring import BlockMonitor
+
+COLUMNS = (
+    ("Pclass", "feature", "numerical", [3, 1, 2]),
+    ("Sex", "feature", "categorical", ["male", "female", "female"]),
+    ("Age", "feature", "numerical", [22.0, None, 4.5]),
+    ("Survived", "target", "categorical", [None, 1, 0]),
+    ("probability", "prediction", "numerical", [0.11, 0.93, 0.6]),
+)
+
+
+def _write(name: str, log_path: Path, monitor_class: type | None) -> list[dict]:
+    for block in (slice(0, 1), slice(1, 3)):  # the service's first block has one passenger
+        with bentoml.monitor(
+            name, monitor_class=monitor_class, monitor_options={"log_path": str(log_path)}
+        ) as mon:
+            for column, role, kind, values in COLUMNS:
+                mon.log_batch(values[block], column, role, kind)
+    lines = (log_path / name / "data" / "data.0.log").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_same_records_and_schema_as_bentomls_default_monitor(tmp_path):
+    ours = _write("block-monitor-ours", tmp_path, BlockMonitor)
+    theirs = _write("block-monitor-theirs", tmp_path, None)
+
+    assert len(ours) == len(theirs) == 3
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.keys() == reference.keys()
+        assert {"timestamp", "request_id", "trace_id"} <= mine.keys()
+        assert {k: mine[k] for k, *_ in COLUMNS} == {k: reference[k] for k, *_ in COLUMNS}
+    assert [r["Age"] for r in ours] == [22.0, None, 4.5]
+    schema = [
+        json.loads((tmp_path / n / "schema" / "schema.0.log").read_text())["columns"]
+        for n in ("block-monitor-ours", "block-monitor-theirs")
+    ]
+    assert schema[0] == schema[1] and [c["name"] for c in schema[0]] == [c[0] for c in COLUMNS]
+
+
+def test_a_reserved_column_name_is_renamed_as_bentoml_does(tmp_path):
+    with bentoml.monitor(
+        "block-monitor-reserved",
+        monitor_class=BlockMonitor,
+        monitor_options={"log_path": str(tmp_path)},
+    ) as mon:
+        mon.log_batch([1, 2], "timestamp", "feature", "numerical")
+    lines = (tmp_path / "block-monitor-reserved" / "data" / "data.0.log").read_text().splitlines()
+    assert [json.loads(line)["timestamp_"] for line in lines] == [1, 2]
