@@ -68,13 +68,17 @@ def test_the_service_answers_every_kind_of_request_correctly(served, tmp_path):
 def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, session_home):
     """`make loadtest DRIFT_SHARE=1 LABELLED=1` then `make drift-report`: the demo of drift."""
     import json
-    from datetime import datetime, timedelta
+    import time
+    from datetime import datetime
 
     from typer.testing import CliRunner
 
     from drift.__main__ import app
 
-    since = (datetime.now() - timedelta(seconds=1)).isoformat(timespec="seconds")
+    # The window starts after the last request of the tests before (a whole second: --since
+    # reads seconds), so it holds this run's records only.
+    time.sleep(1.5)
+    since = datetime.now().isoformat(timespec="seconds")
     run = locust(served, tmp_path, "--drift-share", "1", "--labelled", "--tags", "single",
                  "--max-p99-ms", "5000", seconds=6)  # fmt: skip
     assert run.returncode == 0, run.output
@@ -89,7 +93,9 @@ def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, 
     folder = Path(report.output.strip().splitlines()[-1].removeprefix("report: "))
     summary = json.loads((folder / "summary.json").read_text())
     assert {"Pclass", "Fare", "Age"} <= set(summary["drifted_features"])
-    assert summary["rows"]["current"] == summary["rows"]["labelled"] == sent
+    # Every record of the window is this run's (all labelled); Locust's final statistics may
+    # miss the last fraction of a second of requests, so the log holds at least what it counted.
+    assert summary["rows"]["current"] == summary["rows"]["labelled"] >= sent
 
 
 def test_wrong_answers_are_failures(stand_in, tmp_path):
