@@ -41,6 +41,7 @@ from lifeboat.passenger import BY_NAME, FEATURES
 from lifeboat.scoring import PROBABILITY, OnnxScorer
 from training.features import with_derived
 from training.onnx_converters import CONVERTERS, OPSET, SHAPE_CALCULATORS
+from training.onnx_trees import trees_read_once
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -96,9 +97,13 @@ def to_onnx(pipeline_model: PipelineModel, name: str = "titanic") -> bytes:
     """
     _refuse_categorical_splits(pipeline_model)
     try:
-        # The tree converters save every tree to disk through the active session; the stock
-        # linear one pprints its coefficients to stdout.
-        with _private_tempdir(), contextlib.redirect_stdout(io.StringIO()):
+        # The tree converters would save and read back every tree through Spark (see
+        # onnx_trees); the stock linear one pprints its coefficients to stdout.
+        with (
+            _private_tempdir(),
+            trees_read_once(pipeline_model),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             model = convert_sparkml(
                 pipeline_model,
                 name,
