@@ -30,7 +30,7 @@ def train(
         help="Labelled rows (e.g. from monitoring logs) that "
         "join the training side only; the held-out set is unchanged.",
     ),
-    parallelism: int = typer.Option(4, min=1, help="Model fits in flight at once."),
+    parallelism: int = typer.Option(8, min=1, help="Model fits in flight at once."),
     skip_if_production: bool = typer.Option(
         False, help="Do nothing when the registry already has a Production version (make run)."
     ),

@@ -52,7 +52,7 @@ class TrainOptions:
     test_fraction: float = 0.2
     seed: int = 42
     quick: bool = False
-    parallelism: int = 4
+    parallelism: int = 8
     extra_data: Path | None = None  # labelled rows that join the training side only
 
 
