@@ -50,12 +50,20 @@ def main() -> None:
     """Compare the service's prediction logs with the serving model's training data."""
 
 
-def _report_options(**chosen: Any) -> tuple[ReportOptions, DriftSettings]:
+# The options both commands share: what the report compares (ReportOptions' fields).
+REPORT_OPTIONS = (
+    "logs", "since", "model_version", "min_rows", "psi_threshold", "drift_share", "sample_size",
+)  # fmt: skip
+
+
+def _report_options(params: dict[str, Any]) -> tuple[ReportOptions, DriftSettings]:
+    """ReportOptions from a command's parsed parameters, defaults filled from the settings."""
     from drift.config import get_drift_settings
     from drift.logs import parse_since
     from drift.report import EXIT_DATA_ERROR, ReportOptions
 
     settings = get_drift_settings()
+    chosen = {name: params[name] for name in REPORT_OPTIONS}
     try:
         chosen["since"] = parse_since(chosen["since"])
     except ValueError as exc:
@@ -66,6 +74,7 @@ def _report_options(**chosen: Any) -> tuple[ReportOptions, DriftSettings]:
 
 @app.command()
 def report(
+    ctx: typer.Context,
     logs: Logs = None,
     since: Since = None,
     model_version: ModelVersion = None,
@@ -87,15 +96,7 @@ def report(
     setup_logging(verbose)
     from drift.report import EXIT_DATA_ERROR, DriftDataError, analyse, write
 
-    options, settings = _report_options(
-        logs=logs,
-        since=since,
-        model_version=model_version,
-        min_rows=min_rows,
-        psi_threshold=psi_threshold,
-        drift_share=drift_share,
-        sample_size=sample_size,
-    )
+    options, settings = _report_options(ctx.params)
     if pushgateway:
         settings = settings.model_copy(update={"pushgateway_url": pushgateway})
     try:
@@ -110,6 +111,7 @@ def report(
 
 @app.command()
 def retrain(
+    ctx: typer.Context,
     logs: Logs = None,
     since: Since = None,
     model_version: ModelVersion = None,
@@ -139,15 +141,7 @@ def retrain(
     from drift.retrain import RetrainOptions
     from drift.retrain import retrain as run_loop
 
-    options, settings = _report_options(
-        logs=logs,
-        since=since,
-        model_version=model_version,
-        min_rows=min_rows,
-        psi_threshold=psi_threshold,
-        drift_share=drift_share,
-        sample_size=sample_size,
-    )
+    options, settings = _report_options(ctx.params)
     loop = RetrainOptions(
         report=options,
         force=force,

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def packages_imported_by(code: str, candidates: Iterable[str]) -> list[str]:
+    """Which of the top-level packages ``candidates`` a fresh interpreter holds after ``code``."""
+    wanted = json.dumps(sorted(candidates))
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({wanted}))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 DATA = ROOT / "data" / "titanic.csv"
 
 
