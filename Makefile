@@ -52,8 +52,8 @@ import-model: install ## Import models:/titanic@production into the BentoML stor
 build: import-model ## Import the Production model and build the Bento titanic_survival
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) build
 
-serve: install ## Serve the latest built Bento on PORT (default 3000)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) serve titanic_survival:latest --port $(PORT)
+serve: install ## Serve the latest built Bento on PORT (default 3000); prediction logs in monitoring/
+	LIFEBOAT_ENV_FILE=$(CURDIR)/.env LIFEBOAT_MONITORING_DIR=$${LIFEBOAT_MONITORING_DIR:-$(CURDIR)/monitoring} PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) serve titanic_survival:latest --port $(PORT)
 
 score: java install ## Batch-score IN=passengers.csv into OUT=scored.csv with the Production model
 	$(PY) -m training score $(IN) $(OUT)

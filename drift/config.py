@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from lifeboat.settings import PROJECT_ROOT, Settings
+from lifeboat.settings import PROJECT_ROOT, Settings, env_file
 
 EXPERIMENT = "titanic-drift"
 # bentoml.monitor's name in lifeboat.serving (MONITOR_NAME): records land in
@@ -47,4 +47,4 @@ class DriftSettings(Settings):
 
 def get_drift_settings() -> DriftSettings:
     """Fresh settings (cheap; read at call time so tests and CLIs see the current environment)."""
-    return DriftSettings()
+    return DriftSettings(_env_file=env_file())

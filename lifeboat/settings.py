@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,13 @@ class Settings(BaseSettings):
         return self.state_dir / "reports"
 
 
+def env_file() -> str:
+    """The ``.env`` file settings read: ``LIFEBOAT_ENV_FILE``, else ``.env`` in the working
+    directory. ``make serve`` names the project's, since a served Bento runs in its own folder."""
+    return os.environ.get("LIFEBOAT_ENV_FILE") or ".env"
+
+
 @lru_cache
 def get_settings() -> Settings:
     """The process-wide settings, read once on first use (never at import)."""
-    return Settings()
+    return Settings(_env_file=env_file())
