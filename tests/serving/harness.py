@@ -22,6 +22,9 @@ import pytest
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 READY_SECONDS = 60
 ADMIN_TOKEN = "serving-tests-admin"
+# The README's curl example, byte for byte, and the passenger it sends.
+CURL_BODY = '{"Pclass":3,"Sex":"male","Age":22,"SibSp":1,"Parch":0,"Fare":7.25,"Embarked":"S"}'
+CURL_PASSENGER: dict = json.loads(CURL_BODY)
 
 
 @dataclass(frozen=True)

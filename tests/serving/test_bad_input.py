@@ -6,17 +6,11 @@ import json
 
 import pytest
 
+from tests.serving.harness import CURL_PASSENGER
+
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
-GOOD = {
-    "Pclass": 3,
-    "Sex": "male",
-    "Age": 22,
-    "SibSp": 1,
-    "Parch": 0,
-    "Fare": 7.25,
-    "Embarked": "S",
-}
+GOOD = CURL_PASSENGER
 GOOD_TEXT = json.dumps(GOOD)
 
 

@@ -6,18 +6,11 @@ import json
 
 import pytest
 
+from tests.serving.harness import CURL_PASSENGER
+
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
-EXAMPLE = {
-    "Pclass": 3,
-    "Sex": "male",
-    "Age": 22,
-    "SibSp": 1,
-    "Parch": 0,
-    "Fare": 7.25,
-    "Embarked": "S",
-}
 
 
 def test_health_names_the_worker_and_the_model_in_the_store(server, serving_home):
@@ -45,7 +38,7 @@ def test_bentoml_probes(client, route):
 
 
 def test_metrics_count_the_prediction_requests(client):
-    assert client.post("/predict_titanic", json=EXAMPLE).status_code == 200
+    assert client.post("/predict_titanic", json=CURL_PASSENGER).status_code == 200
     text = client.get("/metrics").text
     assert "bentoml_service_request_total" in text
     assert 'endpoint="/predict_titanic"' in text
@@ -61,7 +54,7 @@ def test_openapi_describes_the_flat_body(client):
     assert schema["properties"]["Age"]["type"] == "number"
     assert schema["properties"]["Age"]["nullable"] is True
     assert schema["properties"]["Sex"]["enum"] == ["female", "male"]
-    assert schema["example"] == EXAMPLE
+    assert schema["example"] == CURL_PASSENGER
     assert "passengers" not in json.dumps(single)  # BentoML's internal list stays hidden
     answer = single["responses"]["200"]["content"]["application/json"]["schema"]
     assert set(answer["properties"]) == {"survived", "probability", "model_version", "drift_alerts"}

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from tests.serving.harness import scorer_probabilities
+from tests.serving.harness import CURL_BODY, scorer_probabilities
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
-# The README's curl example, byte for byte.
-CURL_BODY = '{"Pclass":3,"Sex":"male","Age":22,"SibSp":1,"Parch":0,"Fare":7.25,"Embarked":"S"}'
 KAGGLE_ROW = {
     "PassengerId": 2,
     "Survived": 1,
