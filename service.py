@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from starlette.responses import JSONResponse
 
 from lifeboat import bodies, guards, reloading, serving
-from lifeboat.bodies import BatchPredictions, Prediction, Received
+from lifeboat.bodies import Prediction, Received, Scored
 from lifeboat.passenger import Passenger
 from lifeboat.reloading import Health, ModelInfo
 from lifeboat.settings import get_settings
@@ -65,10 +65,14 @@ class TitanicSurvival:
         """Predict survival for one passenger (flat JSON object)."""
         return serving.predict_received(self.holder.model, passengers)
 
-    @bentoml.api(route=bodies.BATCH_ROUTE, input_spec=bodies.PredictTitanicBatchRequest)
-    def predict_titanic_batch(self, passengers: list[Passenger]) -> BatchPredictions:
+    @bentoml.api(
+        route=bodies.BATCH_ROUTE,
+        input_spec=bodies.PredictTitanicBatchRequest,
+        output_spec=bodies.BatchPredictionsResponse,
+    )
+    def predict_titanic_batch(self, passengers: list[Passenger]) -> Scored:
         """Predict survival for a JSON list of up to 1000 passengers, in order."""
-        return BatchPredictions(predictions=serving.predict_and_log(self.holder.model, passengers))
+        return serving.predict_and_log(self.holder.model, passengers)
 
     @admin.get("/health")
     def health(self) -> Health:

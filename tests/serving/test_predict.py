@@ -102,6 +102,32 @@ def test_batch_answers_in_request_order(client, serving_home):
     assert {p["model_version"] for p in predictions} == {metadata["version"]}
 
 
+def test_batch_alerts_and_classes_belong_to_their_own_passengers(client, serving_home):
+    _, metadata = served(client, serving_home)
+    low, high = metadata["feature_ranges"]["Fare"]
+    passenger = json.loads(CURL_BODY)
+    passengers = [passenger, {**passenger, "Fare": 5000.0}, passenger, {**passenger, "Age": 119.0}]
+    response = client.post("/predict_titanic_batch", json=passengers)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [[a["feature"] for a in p["drift_alerts"]] for p in predictions] == [
+        [],
+        ["Fare"],
+        [],
+        ["Age"] if metadata["feature_ranges"]["Age"][1] < 119.0 else [],
+    ]
+    assert predictions[1]["drift_alerts"][0] == {
+        "feature": "Fare",
+        "value": 5000.0,
+        "training_min": low,
+        "training_max": high,
+    }
+    threshold = metadata.get("threshold", 0.5)
+    assert [p["survived"] for p in predictions] == [
+        int(p["probability"] >= threshold) for p in predictions
+    ]
+
+
 @pytest.mark.parametrize("count", [0, 1001])
 def test_batch_size_is_bounded(client, count):
     response = client.post("/predict_titanic_batch", json=[json.loads(CURL_BODY)] * count)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
 import bentoml
+import pytest
 
 from lifeboat.monitoring import BlockMonitor
 
@@ -55,3 +57,10 @@ def test_a_reserved_column_name_is_renamed_as_bentoml_does(tmp_path):
         mon.log_batch([1, 2], "timestamp", "feature", "numerical")
     lines = (tmp_path / "block-monitor-reserved" / "data" / "data.0.log").read_text().splitlines()
     assert [json.loads(line)["timestamp_"] for line in lines] == [1, 2]
+
+
+def test_columns_of_unequal_length_are_refused_not_truncated(tmp_path):
+    monitor = BlockMonitor("block-monitor-unequal", log_path=str(tmp_path))
+    datas = {"Pclass": collections.deque([3, 1]), "Sex": collections.deque(["male"])}
+    with pytest.raises(ValueError, match="unequal length"):
+        monitor.export_data(datas)
