@@ -42,6 +42,13 @@ DriftShare = Annotated[
 SampleSize = Annotated[
     int, typer.Option(min=100, help="Rows per model version kept (reservoir) for the statistics.")
 ]
+Pushgateway = Annotated[
+    str | None,
+    typer.Option(
+        help="Prometheus Pushgateway for the verdict's gauges, e.g. http://localhost:9091. "
+        "Default: LIFEBOAT_PUSHGATEWAY_URL; unset: no push."
+    ),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
 
 
@@ -57,7 +64,8 @@ REPORT_OPTIONS = (
 
 
 def _report_options(params: dict[str, Any]) -> tuple[ReportOptions, DriftSettings]:
-    """ReportOptions from a command's parsed parameters, defaults filled from the settings."""
+    """ReportOptions from a command's parsed parameters, defaults filled from the settings;
+    the settings with ``--pushgateway`` applied."""
     from drift.config import get_drift_settings
     from drift.logs import parse_since
     from drift.report import EXIT_DATA_ERROR, ReportOptions
@@ -69,6 +77,8 @@ def _report_options(params: dict[str, Any]) -> tuple[ReportOptions, DriftSetting
     except ValueError as exc:
         fail(EXIT_DATA_ERROR, str(exc))
     chosen["logs"] = chosen["logs"] or settings.logs_dir
+    if params["pushgateway"]:
+        settings = settings.model_copy(update={"pushgateway_url": params["pushgateway"]})
     return ReportOptions(**chosen, seed=settings.seed), settings
 
 
@@ -83,13 +93,7 @@ def report(
     drift_share: DriftShare = 0.25,
     sample_size: SampleSize = 50_000,
     mlflow: Annotated[bool, typer.Option(help="Log to the titanic-drift experiment.")] = True,
-    pushgateway: Annotated[
-        str | None,
-        typer.Option(
-            help="Prometheus Pushgateway for the verdict's gauges, e.g. http://localhost:9091. "
-            "Default: LIFEBOAT_PUSHGATEWAY_URL; unset: no push."
-        ),
-    ] = None,
+    pushgateway: Pushgateway = None,
     verbose: Verbose = False,
 ) -> None:
     """Drift of logged traffic vs the serving model's reference. Exit 0 none, 42 drift, 2 error."""
@@ -97,8 +101,6 @@ def report(
     from drift.report import EXIT_DATA_ERROR, DriftDataError, analyse, write
 
     options, settings = _report_options(ctx.params)
-    if pushgateway:
-        settings = settings.model_copy(update={"pushgateway_url": pushgateway})
     try:
         outcome = analyse(options, settings)
     except DriftDataError as exc:
@@ -131,6 +133,7 @@ def retrain(
         str | None, typer.Option(help="Default: LIFEBOAT_SERVICE_URL, else :3000 on localhost.")
     ] = None,
     reload_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds for the swap.")] = 60.0,
+    pushgateway: Pushgateway = None,
     verbose: Verbose = False,
 ) -> None:
     """Retrain on the labelled logs when they drifted; promote if better; import and reload.

@@ -106,6 +106,7 @@ def test_the_verdict_is_pushed_to_a_pushgateway_and_an_outage_only_warns(
     served_model, write_log, tmp_path
 ):
     write_log(tmp_path, traffic.passengers(600, drifted=True, seed=13), served_model["version"])
+    _Pushgateway.pushes = []
     server = HTTPServer(("127.0.0.1", 0), _Pushgateway)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -127,6 +128,25 @@ def test_the_verdict_is_pushed_to_a_pushgateway_and_an_outage_only_warns(
     # nothing listens there now: the verdict and the files still come
     again = _report("--logs", str(tmp_path), "--no-mlflow", "--pushgateway", url)
     assert again.exit_code == 42 and _summary(again.output)["drift_detected"] is True
+
+
+def test_retrain_pushes_the_verdict_of_the_report_it_runs(served_model, write_log, tmp_path):
+    write_log(tmp_path, traffic.passengers(600, seed=17), served_model["version"])
+    _Pushgateway.pushes = []
+    server = HTTPServer(("127.0.0.1", 0), _Pushgateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = runner.invoke(
+            app, ["retrain", "--logs", str(tmp_path), "--no-reload", "--pushgateway", url]
+        )
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert "no drift; nothing to retrain" in result.output
+    ((method, path, body),) = _Pushgateway.pushes
+    assert (method, path) == ("PUT", "/metrics/job/lifeboat_drift/model/titanic")
+    assert f'lifeboat_drift_detected{{model_version="{served_model["version"]}"}} 0.0' in body
 
 
 def test_only_the_window_and_version_asked_for_are_compared(served_model, write_log, tmp_path):
