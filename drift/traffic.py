@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lifeboat.passenger import BY_NAME, FEATURES, LABEL
+from lifeboat.passenger import BY_NAME, FEATURES, LABEL, parse_csv_field
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 
@@ -42,20 +42,15 @@ def load_rows(path: Path = DATA) -> list[dict[str, Any]]:
     """The features and label of every passenger in a Kaggle-format CSV, typed as JSON sends them.
 
     Empty fields become ``None``; other columns (Name, Ticket, ...) are left out.
+
+    Raises:
+        ValueError: A number column holds something else (see ``parse_csv_field``).
     """
     rows = []
     with Path(path).open(newline="", encoding="utf-8") as fh:
         for raw in csv.DictReader(fh):
-            row = {name: _typed(raw.get(name), kind) for name, kind in FIELD_TYPES.items()}
-            row[LABEL] = _typed(raw.get(LABEL), int)
-            rows.append(row)
+            rows.append({name: parse_csv_field(name, raw.get(name)) for name in (*FEATURES, LABEL)})
     return rows
-
-
-def _typed(value: str | None, kind: type) -> Any:
-    if value is None or value.strip() == "":
-        return None
-    return kind(float(value)) if kind is int else kind(value)
 
 
 def drift(row: dict[str, Any]) -> dict[str, Any]:

@@ -142,6 +142,24 @@ Passenger: type[BaseModel] = create_model(  # type: ignore[call-overload]
     **{c.name: (_annotation(c), _field(c)) for c in COLUMNS},
 )
 
+
+def parse_csv_field(name: str, text: str | None) -> Any:
+    """A Kaggle CSV field typed as a JSON client sends it: empty is ``None``, an int or float
+    column a number, any other column its text.
+
+    Raises:
+        ValueError: An int or float column holds something else ("3.5" is not an int).
+    """
+    if text is None or text.strip() == "":
+        return None
+    kind = BY_NAME[name].kind
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    return text
+
+
 EXAMPLE: dict[str, Any] = {
     "Pclass": 3,
     "Sex": "male",

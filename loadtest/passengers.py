@@ -23,23 +23,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from lifeboat.features import derive
-from lifeboat.passenger import BY_NAME, CATEGORICAL_FEATURES, FEATURES, LABEL, Passenger
+from lifeboat.passenger import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    LABEL,
+    Passenger,
+    parse_csv_field,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 DEFAULT_DRIFT = "loadtest.passengers:drift_traffic"
 
 Sampler = Callable[[], dict[str, Any]]
-
-
-def _value(name: str, text: str) -> Any:
-    if text == "":
-        return None
-    kind = BY_NAME[name].kind
-    if kind == "int":
-        return int(text)
-    if kind == "float":
-        return float(text)
-    return text
 
 
 @lru_cache
@@ -54,9 +49,9 @@ def load(path: Path = DATA, labelled: bool = False) -> tuple[dict[str, Any], ...
     with Path(path).open(newline="") as fh:
         for record in csv.DictReader(fh):
             try:
-                passenger = {name: _value(name, record.get(name) or "") for name in FEATURES}
-                if labelled and record.get(LABEL):
-                    passenger[LABEL] = int(record[LABEL])
+                passenger = {name: parse_csv_field(name, record.get(name)) for name in FEATURES}
+                if labelled and (label := parse_csv_field(LABEL, record.get(LABEL))) is not None:
+                    passenger[LABEL] = label
                 Passenger.model_validate(passenger)
             except (ValueError, ValidationError):  # a malformed row is skipped, not sent
                 continue

@@ -15,6 +15,7 @@ from lifeboat.passenger import (
     FEATURES,
     NUMERIC_FEATURES,
     Passenger,
+    parse_csv_field,
 )
 
 KAGGLE_ORDER = (
@@ -119,3 +120,26 @@ def test_json_schema_publishes_bounds_and_choices():
     assert props["Pclass"]["enum"] == [1, 2, 3]
     assert props["Age"]["anyOf"][0]["maximum"] == BY_NAME["Age"].maximum
     assert props["Embarked"]["anyOf"][0]["enum"] == ["C", "Q", "S"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("Pclass", "3", 3),
+        ("Age", "0.42", 0.42),
+        ("Fare", "7", 7.0),
+        ("Sex", "male", "male"),
+        ("Embarked", "", None),
+        ("Age", "  ", None),
+        ("Survived", None, None),
+    ],
+)
+def test_csv_fields_are_typed_as_json_clients_send_them(name, text, value):
+    parsed = parse_csv_field(name, text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize(("name", "text"), [("Pclass", "3.5"), ("SibSp", "one"), ("Fare", "£7")])
+def test_a_number_column_holding_something_else_is_an_error(name, text):
+    with pytest.raises(ValueError):
+        parse_csv_field(name, text)
