@@ -26,11 +26,6 @@ from lifeboat.passenger import BY_NAME, FEATURES, LABEL, parse_csv_field
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 
-# The seven features a client sends, with the JSON type each is sent as.
-FIELD_TYPES: dict[str, type] = {
-    name: {"int": int, "float": float}.get(BY_NAME[name].kind, str) for name in FEATURES
-}
-
 DRIFTED_CLASS_MIX = {1: 0.5, 2: 0.3, 3: 0.2}
 FARE_FACTOR = 2.5
 AGE_SHIFT = 15.0
@@ -122,7 +117,7 @@ def log_line(
 ) -> str:
     """The line ``bentoml.monitor`` writes when the service scores ``passenger`` (its label
     included if present): synthetic logs for tests and the benchmark, no service needed."""
-    record: dict[str, Any] = {name: passenger.get(name) for name in FIELD_TYPES}
+    record: dict[str, Any] = {name: passenger.get(name) for name in FEATURES}
     record[LABEL] = passenger.get(LABEL)
     record.update(
         probability=probability,

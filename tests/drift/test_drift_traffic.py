@@ -10,10 +10,14 @@ from tests.conftest import packages_imported_by
 
 
 def test_field_types_are_the_json_types_of_the_features():
-    assert {
+    json_types = {
         "Pclass": int, "Sex": str, "Age": float, "SibSp": int, "Parch": int, "Fare": float,
         "Embarked": str,
-    } == traffic.FIELD_TYPES  # fmt: skip
+    }  # fmt: skip
+    rows = traffic.load_rows()
+    for name, kind in json_types.items():
+        assert {type(row[name]) for row in rows} <= {kind, type(None)}, name
+    assert {type(row[LABEL]) for row in rows} <= {int, type(None)}
     assert (traffic.MAX_AGE, traffic.MAX_FARE) == (120.0, 10_000.0)
 
 
