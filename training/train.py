@@ -175,7 +175,7 @@ def cross_validate(
     seed: int,
     quick: bool,
     progress: str,
-    parallelism: int = 8,
+    parallelism: int,
 ) -> FamilyResult:
     """Grid search with k-fold CV on the training split, then refit the best on all of it."""
     points = family.points(quick)
