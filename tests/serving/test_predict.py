@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.serving.harness import CURL_BODY, scorer_probabilities
+from tests.serving.harness import CURL_BODY, CURL_PASSENGER, scorer_probabilities
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -43,7 +41,7 @@ def test_curl_body_gets_the_onnx_scorers_probability(client, serving_home):
     body = response.json()
     assert set(body) == {"survived", "probability", "model_version", "drift_alerts"}
     folder, metadata = served(client, serving_home)
-    (expected,) = scorer_probabilities(folder, [json.loads(CURL_BODY)])
+    (expected,) = scorer_probabilities(folder, [CURL_PASSENGER])
     assert body["probability"] == pytest.approx(expected, abs=1e-6)
     assert body["survived"] == int(expected >= metadata["threshold"]) == 0
     assert body["model_version"] == metadata["version"]
@@ -63,7 +61,7 @@ def test_kaggle_row_is_accepted_and_its_extra_columns_do_not_move_the_score(clie
 def test_fare_far_outside_training_raises_a_drift_alert(client, serving_home):
     _, metadata = served(client, serving_home)
     low, high = metadata["feature_ranges"]["Fare"]
-    body = {**json.loads(CURL_BODY), "Fare": 5000.0}
+    body = {**CURL_PASSENGER, "Fare": 5000.0}
     response = client.post("/predict_titanic", json=body)
     assert response.status_code == 200, response.text
     assert response.json()["drift_alerts"] == [
@@ -105,7 +103,7 @@ def test_batch_answers_in_request_order(client, serving_home):
 def test_batch_alerts_and_classes_belong_to_their_own_passengers(client, serving_home):
     _, metadata = served(client, serving_home)
     low, high = metadata["feature_ranges"]["Fare"]
-    passenger = json.loads(CURL_BODY)
+    passenger = CURL_PASSENGER
     passengers = [passenger, {**passenger, "Fare": 5000.0}, passenger, {**passenger, "Age": 119.0}]
     response = client.post("/predict_titanic_batch", json=passengers)
     assert response.status_code == 200, response.text
@@ -130,11 +128,11 @@ def test_batch_alerts_and_classes_belong_to_their_own_passengers(client, serving
 
 @pytest.mark.parametrize("count", [0, 1001])
 def test_batch_size_is_bounded(client, count):
-    response = client.post("/predict_titanic_batch", json=[json.loads(CURL_BODY)] * count)
+    response = client.post("/predict_titanic_batch", json=[CURL_PASSENGER] * count)
     assert 400 <= response.status_code < 500, response.text
 
 
 def test_batch_of_1000_is_served(client):
-    response = client.post("/predict_titanic_batch", json=[json.loads(CURL_BODY)] * 1000)
+    response = client.post("/predict_titanic_batch", json=[CURL_PASSENGER] * 1000)
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 1000
