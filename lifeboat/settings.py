@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     # Spark
     spark_master: str = Field("local[*]", alias="SPARK_MASTER")
     spark_driver_memory: str = Field("2g", alias="SPARK_DRIVER_MEMORY")
+    # A directory mounted at this same path on the driver and on every Spark worker: where Spark
+    # writes what the driver reads back (saved models, scored CSVs) and reads what the driver
+    # wrote (input CSVs). Unset: the local temp directory, which only a local master can share.
+    spark_scratch: Path | None = Field(None, alias="LIFEBOAT_SPARK_SCRATCH")
 
     # Data and local state
     data_path: Path = Field(PROJECT_ROOT / "data" / "titanic.csv", alias="LIFEBOAT_DATA")
@@ -43,11 +48,18 @@ class Settings(BaseSettings):
     # Where POST /reload tells the other workers what to serve. Unset: a per-server temp file.
     reload_marker: Path | None = Field(None, alias="LIFEBOAT_RELOAD_MARKER")
     reload_poll_seconds: float = Field(1.0, gt=0, alias="LIFEBOAT_RELOAD_POLL_SECONDS")
+    # With MLFLOW_TRACKING_URI: how often each worker asks the registry where the production
+    # alias points, reloading when it moved (replicas converge without a call). 0: only at start
+    # and on POST /reload.
+    registry_poll_seconds: float = Field(0.0, ge=0, alias="LIFEBOAT_REGISTRY_POLL_SECONDS")
     # Prediction records. Unset: BentoML's monitoring.options.log_path (see service.py).
     monitoring_dir: Path | None = Field(None, alias="LIFEBOAT_MONITORING_DIR")
+    # Replicas sharing one monitoring folder: each writes under <dir>/<its hostname>/.
+    monitoring_per_host: bool = Field(False, alias="LIFEBOAT_MONITORING_PER_HOST")
 
     @field_validator(
         "mlflow_tracking_uri",
+        "spark_scratch",
         "api_token",
         "admin_token",
         "model_store",
@@ -68,6 +80,18 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
 
     @property
+    def registry_follow_seconds(self) -> float:
+        """The registry poll interval; 0 when there is no registry to poll."""
+        return self.registry_poll_seconds if self.mlflow_tracking_uri else 0.0
+
+    @property
+    def monitoring_log_path(self) -> Path | None:
+        """Where this process writes prediction records (None: BentoML's configured path)."""
+        if self.monitoring_dir is None or not self.monitoring_per_host:
+            return self.monitoring_dir
+        return self.monitoring_dir / socket.gethostname()
+
+    @property
     def artifact_root(self) -> str:
         """Where the embedded store keeps artifacts (a server decides its own)."""
         return (self.state_dir / "mlartifacts").resolve().as_uri()
@@ -85,6 +109,18 @@ def env_file() -> str:
     """The ``.env`` file settings read: ``LIFEBOAT_ENV_FILE``, else ``.env`` in the working
     directory. ``make serve`` names the project's, since a served Bento runs in its own folder."""
     return os.environ.get("LIFEBOAT_ENV_FILE") or ".env"
+
+
+def proxy_artifact_downloads() -> None:
+    """Make this process's MLflow client download artifacts through the tracking server.
+
+    A server that proxies an S3 store (``--serve-artifacts``) advertises presigned multipart
+    downloads, and their URLs name the object store as the server sees it (``http://minio:9000``
+    in the compose stack): a client outside that network retries unresolvable chunks for
+    minutes. Proxied downloads need no route to the store, and our artifacts are small. A value
+    the user set is kept.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
 
 
 @lru_cache

@@ -253,7 +253,7 @@ def log_spark_model(settings: Settings) -> str:
 
     from training.batch import download_spark_pipeline, production_uri
     from training.registry import configure, production_version
-    from training.spark import get_spark
+    from training.spark import get_spark, shared_folder
 
     client = configure(settings, BENCH_EXPERIMENT)
     production = production_version(client, settings.model_name, settings.production_alias)
@@ -271,13 +271,16 @@ def log_spark_model(settings: Settings) -> str:
     signature = infer_signature(pd.DataFrame([spark_record(EXAMPLE)]))
     spark = get_spark("lifeboat-bench")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            pipeline = download_spark_pipeline(production_uri(settings), Path(tmp))
+        # Spark's executors read the pipeline and write MLflow's copy of it (dfs_tmpdir, by
+        # default /tmp/mlflow on the driver's disk only): both in a folder the driver shares.
+        with shared_folder("bench-") as tmp:
+            pipeline = download_spark_pipeline(production_uri(settings), tmp)
             run_name = f"spark-flavour-v{production.version}"
             with mlflow.start_run(run_name=run_name, tags=tags) as run:
                 mlflow.spark.log_model(
                     pipeline,
                     "spark_model",
+                    dfs_tmpdir=str(tmp / "dfs"),
                     signature=signature,
                     pip_requirements=[f"{name}=={version(name)}" for name in SPARK_PACKAGES],
                 )

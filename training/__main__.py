@@ -56,6 +56,7 @@ def train(
     from training.java import JavaMissingError
     from training.onnx_export import ConversionError
     from training.pipeline import TrainOptions, run
+    from training.spark import ScratchError
 
     settings = get_settings()
     options = TrainOptions(
@@ -71,7 +72,7 @@ def train(
         outcome = run(options, settings)
     except JavaMissingError as exc:
         fail(3, str(exc))
-    except DataError as exc:
+    except (DataError, ScratchError) as exc:
         fail(2, str(exc))
     except ConversionError as exc:
         fail(1, f"ONNX export failed: {exc}")
@@ -104,12 +105,13 @@ def score(
     from training.batch import production_uri
     from training.batch import score as batch_score
     from training.data import DataError
+    from training.spark import ScratchError
 
     settings = get_settings()
     uri = model_uri or production_uri(settings)
     try:
         loaded = batch_score(input_csv, output_csv, uri, settings)
-    except DataError as exc:
+    except (DataError, ScratchError) as exc:
         fail(2, str(exc))
     except MlflowException as exc:
         fail(2, f"cannot load {uri}: {exc.message}. Train one first: python -m training train")

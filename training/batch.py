@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import mlflow
@@ -16,7 +15,7 @@ from lifeboat.passenger import COLUMNS
 from lifeboat.settings import Settings
 from training.data import Loaded, load_passengers
 from training.features import with_derived
-from training.spark import get_spark
+from training.spark import get_spark, shared_folder, written
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,10 @@ def production_uri(settings: Settings) -> str:
 
 
 def download_spark_pipeline(model_uri: str, into: Path) -> PipelineModel:
-    """Fetch the Spark pipeline that is logged beside the served ONNX form and load it."""
+    """Fetch the Spark pipeline that is logged beside the served ONNX form and load it.
+
+    ``into`` must be a ``training.spark.shared_folder``: Spark's executors read the files.
+    """
     local = mlflow.artifacts.download_artifacts(
         f"{model_uri}/artifacts/spark_pipeline", dst_path=str(into)
     )
@@ -42,13 +44,19 @@ def score(
     ``Survived`` already present is kept as is) and is written by Spark, then gathered into one
     CSV file.
     """
+    spark = get_spark()  # first: it refuses a cluster without shared scratch
     mlflow.set_tracking_uri(settings.tracking_uri)
-    spark = get_spark()
-    loaded = load_passengers(
-        spark, input_csv, require_label=False, quarantine_dir=settings.quarantine_dir
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        pipeline = download_spark_pipeline(model_uri, Path(tmp))
+    # Every file Spark touches here (the input, the pipeline, the output parts) is read or
+    # written by the executors, and the driver must see the same files.
+    with shared_folder("score-") as tmp:
+        loaded = load_passengers(
+            spark,
+            input_csv,
+            require_label=False,
+            quarantine_dir=settings.quarantine_dir,
+            staging=tmp,
+        )
+        pipeline = download_spark_pipeline(model_uri, tmp)
         probability = vector_to_array("probability")[1]
         scored = pipeline.transform(with_derived(loaded.df)).select(
             # integer columns were read as doubles for Spark ML; write them back as integers
@@ -59,9 +67,9 @@ def score(
             (probability >= threshold).cast("int").alias("survived"),
             probability.alias("probability"),
         )
-        parts = Path(tmp) / "parts"
+        parts = tmp / "parts"
         scored.coalesce(1).write.option("header", True).csv(str(parts))
-        part = next(parts.glob("part-*.csv"))
+        part = written(parts, "part-*.csv")[0]
         output_csv.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(part), output_csv)
     log.info("scored %d rows with %s → %s", loaded.valid_rows, model_uri, output_csv)

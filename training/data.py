@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from lifeboat.passenger import BY_NAME, COLUMNS, LABEL, REQUIRED_FEATURES, Column
+from training.spark import shared_copy
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -116,6 +117,7 @@ def load_passengers(
     require_label: bool = True,
     quarantine_dir: Path,
     max_bad_share: float = MAX_BAD_SHARE,
+    staging: Path | None = None,
 ) -> Loaded:
     """Read a passenger CSV, quarantine bad rows, and return the valid ones typed.
 
@@ -125,6 +127,9 @@ def load_passengers(
         require_label: Whether ``Survived`` must be present (training) or may be absent (scoring).
         quarantine_dir: Where the bad rows are written, with a reason per row.
         max_bad_share: Above this share of bad rows the run stops.
+        staging: A ``training.spark.shared_folder`` that outlives the returned frame, for a copy
+            of the CSV the executors can read (``training.spark.shared_copy``); None: Spark
+            reads ``path`` itself, which on a cluster works only if every worker has it there.
 
     Raises:
         DataError: Missing required columns, an empty file, or too many bad rows.
@@ -152,7 +157,7 @@ def load_passengers(
         .option("ignoreLeadingWhiteSpace", True)
         .option("ignoreTrailingWhiteSpace", True)
         .schema(schema)
-        .csv(str(path))
+        .csv(str(path if staging is None else shared_copy(path, staging)))
     )
     known = [c for c in COLUMNS if c.name in header]
     checks: list[SparkColumn] = [

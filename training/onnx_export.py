@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import tempfile
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,13 +95,9 @@ def to_onnx(pipeline_model: PipelineModel, name: str = "titanic") -> bytes:
     """
     _refuse_categorical_splits(pipeline_model)
     try:
-        # The tree converters would save and read back every tree through Spark (see
-        # onnx_trees); the stock linear one pprints its coefficients to stdout.
-        with (
-            _private_tempdir(),
-            trees_read_once(pipeline_model),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
+        # The tree converters would save and read back every tree through Spark, in a folder
+        # only the driver sees (see onnx_trees); the stock linear one pprints its coefficients.
+        with trees_read_once(pipeline_model), contextlib.redirect_stdout(io.StringIO()):
             model = convert_sparkml(
                 pipeline_model,
                 name,
@@ -119,22 +113,6 @@ def to_onnx(pipeline_model: PipelineModel, name: str = "titanic") -> bytes:
     data = model.SerializeToString()
     _validate(model, data)
     return data
-
-
-@contextlib.contextmanager
-def _private_tempdir() -> Iterator[None]:
-    """Point ``tempfile.tempdir`` at a directory removed afterwards.
-
-    onnxmltools saves each tree under ``tempfile.tempdir`` when it is set (anything that called
-    ``tempfile.gettempdir()`` sets it) and never deletes it: 20 folders in /tmp per forest.
-    """
-    saved = tempfile.tempdir
-    with tempfile.TemporaryDirectory(prefix="onnx-export-") as folder:
-        tempfile.tempdir = folder
-        try:
-            yield
-        finally:
-            tempfile.tempdir = saved
 
 
 def repair(model: onnx.ModelProto) -> onnx.ModelProto:

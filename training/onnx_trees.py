@@ -5,14 +5,17 @@ the parquet back with a Spark job: about 0.6 s a tree here, 63 s of a 100-tree f
 and most of a training run. A fitted ensemble saves all its trees in one parquet file
 (``treeID``, ``nodeData``), which pyarrow reads without Spark. :func:`trees_read_once` does
 that for every ensemble of a pipeline and, while it is active, answers the converters' per-tree
-reads from it; any other model still goes through onnxmltools' own read. The nodes are the
-same rows either way, and the export's parity check compares every probability with Spark's.
+reads from it; any other tree model is read the same way from a save of its own. The nodes are
+the same rows as onnxmltools' read gives, and the export's parity check compares every
+probability with Spark's.
+
+The saves go to a ``training.spark.shared_folder``: on a cluster the executors write the parquet
+files, and pyarrow on the driver can only read them from storage both see.
 """
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,8 @@ from onnxmltools.convert.sparkml.operator_converters import (
 from onnxmltools.convert.sparkml.operator_converters.tree_ensemble_common import (
     save_read_sparkml_model_data as read_through_spark,
 )
+
+from training.spark import shared_folder, written
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -49,10 +54,16 @@ class NodeFrame:
         return len(self.nodes)
 
 
+def saved_data(model: Any, folder: Path) -> pd.DataFrame:
+    """Save a fitted Spark model into ``folder`` (a shared one) and read its ``data`` parquet."""
+    model.write().save(str(folder))
+    written(folder / "data", "*.parquet")  # or the executors wrote them where pyarrow can't see
+    return pq.read_table(folder / "data").to_pandas()
+
+
 def ensemble_nodes(model: Any, folder: Path) -> dict[str, NodeFrame]:
     """Every tree of a fitted Spark tree ensemble, by the tree's uid, from one save."""
-    model.write().save(str(folder))
-    table = pq.read_table(folder / "data").to_pandas()
+    table = saved_data(model, folder)
     trees = model.trees
     nodes = {}
     for tree_id, rows in table.groupby("treeID"):
@@ -73,14 +84,19 @@ def trees_read_once(pipeline_model: PipelineModel) -> Iterator[None]:
 
     ensembles = (GBTClassificationModel, RandomForestClassificationModel)
     nodes: dict[str, NodeFrame] = {}
-    with tempfile.TemporaryDirectory(prefix="onnx-trees-") as tmp:
+    with shared_folder("onnx-trees-") as folder:
         for i, stage in enumerate(pipeline_model.stages):
             if isinstance(stage, ensembles):
-                nodes |= ensemble_nodes(stage, Path(tmp) / str(i))
+                nodes |= ensemble_nodes(stage, folder / str(i))
 
-    def read(spark: Any, model: Any) -> Any:
+    def read(spark: Any, model: Any) -> NodeFrame:
         uid = getattr(model, "uid", None)
-        return nodes[uid] if uid in nodes else read_through_spark(spark, model)
+        if uid in nodes:
+            return nodes[uid]
+        # onnxmltools' own read would save into the driver's temp directory (or demand
+        # ONNX_DFS_PATH on a cluster) and never delete the folder.
+        with shared_folder("onnx-tree-") as folder:
+            return NodeFrame(saved_data(model, folder / "tree"))
 
     try:
         for module in _READERS:

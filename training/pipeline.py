@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import subprocess
 import tempfile
@@ -26,7 +27,7 @@ from training.data import load_passengers
 from training.features import feature_names
 from training.java import java_version
 from training.onnx_export import ConversionError, edge_rows, parity, to_onnx
-from training.spark import get_spark
+from training.spark import get_spark, require_scratch, shared_folder
 from training.train import FAMILIES, TEST, FamilyResult, Prepared, cross_validate, prepare
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ class Outcome:
 
 
 def git_commit() -> str:
+    """The project's commit (``-dirty`` with uncommitted changes), ``unknown`` outside git.
+
+    ``LIFEBOAT_GIT_COMMIT`` wins: an image has no ``.git``, so its build records the commit.
+    """
+    if recorded := os.environ.get("LIFEBOAT_GIT_COMMIT"):
+        return recorded
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -169,14 +176,29 @@ def log_family(
 
 
 def run(options: TrainOptions, settings: Settings) -> Outcome:
-    """Train every family, log them under one parent run, register and maybe promote."""
+    """Train every family, log them under one parent run, register and maybe promote.
+
+    Raises:
+        ScratchError: A cluster master without a shared scratch directory (before any work).
+    """
+    require_scratch(settings)
+    # The frames read from the CSVs stay lazy: the copies the executors read must outlive them.
+    with shared_folder("inputs-") as inputs:
+        return _run(options, settings, inputs)
+
+
+def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
     started = time.perf_counter()
     client = registry.configure(settings)
     spark = get_spark()
-    loaded = load_passengers(spark, options.data, quarantine_dir=settings.quarantine_dir)
+    loaded = load_passengers(
+        spark, options.data, quarantine_dir=settings.quarantine_dir, staging=inputs
+    )
     extra = None
     if options.extra_data is not None:
-        extra = load_passengers(spark, options.extra_data, quarantine_dir=settings.quarantine_dir)
+        extra = load_passengers(
+            spark, options.extra_data, quarantine_dir=settings.quarantine_dir, staging=inputs
+        )
     load_seconds = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     with mlflow.start_run(run_name=f"pipeline-{stamp}") as parent:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from lifeboat.passenger import FEATURES, LABEL
 from lifeboat.settings import PROJECT_ROOT, Settings
+from training.spark import shared_folder, written
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -64,12 +64,14 @@ def log_served_model(
     enforcement refuses int64 for a double column, so ``{"Age": 22}`` would fail; validation of
     client input belongs to the service (``lifeboat.passenger.Passenger``).
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+    # Spark's executors write the pipeline's files: on a cluster, into a folder the driver sees
+    # only when it is shared.
+    with shared_folder("served-model-") as folder:
         (folder / "model.onnx").write_bytes(onnx_bytes)
         (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
         reference.to_csv(folder / "reference.csv", index=False)
         pipeline.write().overwrite().save(str(folder / "spark_pipeline"))
+        written(folder / "spark_pipeline", "metadata/part-*")  # never log a hollow save
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(SERVED_MODEL_CODE),

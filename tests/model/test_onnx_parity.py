@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 from pyspark.ml import PipelineModel
 from pyspark.ml.classification import (
+    DecisionTreeClassifier,
     GBTClassifier,
     LogisticRegression,
     RandomForestClassifier,
@@ -28,6 +29,10 @@ CLASSIFIERS = {
     ),
     "gbt": lambda: GBTClassifier(
         featuresCol=FEATURES_COL, labelCol="Survived", maxIter=10, maxDepth=3, seed=7
+    ),
+    # Not a training family: a lone tree takes onnx_trees' per-model read, not the ensemble's.
+    "tree": lambda: DecisionTreeClassifier(
+        featuresCol=FEATURES_COL, labelCol="Survived", maxDepth=5, seed=7
     ),
 }
 

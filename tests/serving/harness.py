@@ -106,7 +106,7 @@ def serving(target: str, env: Mapping[str, str], cwd: Path, log: Path) -> Iterat
         _wait_ready(server)
         yield server
     finally:
-        _stop(process)
+        stop_group(process)
 
 
 def _wait_ready(server: Server) -> None:
@@ -123,7 +123,8 @@ def _wait_ready(server: Server) -> None:
     pytest.fail(f"bentoml serve not ready after {READY_SECONDS} s:\n{server.log_tail()}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything in its group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
