@@ -43,8 +43,10 @@ class TitanicSurvival:
 
     @bentoml.on_startup
     def _follow_reloads(self) -> None:
-        interval = self.settings.reload_poll_seconds
-        self._follower = asyncio.create_task(reloading.follow_reloads(self.holder, interval))
+        follow = reloading.follow_reloads(
+            self.holder, self.settings.reload_poll_seconds, self.settings.registry_follow_seconds
+        )
+        self._follower = asyncio.create_task(follow)
 
     @bentoml.on_startup
     def _settle_heap(self) -> None:

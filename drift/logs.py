@@ -90,28 +90,45 @@ class LogScan:
         return sum(v.rows for v in self.versions.values())
 
 
-def find_data_dir(logs: Path) -> Path:
-    """The folder holding ``data.<worker>.log*``: ``logs/titanic/data``, ``logs/data`` or ``logs``.
+def find_data_dirs(logs: Path) -> list[Path]:
+    """The folders holding ``data.<worker>.log*``: ``logs/titanic/data``, ``logs/data`` or
+    ``logs``; else every replica's ``logs/<host>/titanic/data`` (``LIFEBOAT_MONITORING_PER_HOST``:
+    replicas sharing one mount each write under their own hostname).
 
     Raises:
         NoLogs: None of them holds a log file.
     """
     for candidate in (logs / MONITOR_NAME / "data", logs / "data", logs):
         if candidate.is_dir() and any(candidate.glob("data.*.log*")):
-            return candidate
+            return [candidate]
+    replicas = sorted(
+        d for d in logs.glob(f"*/{MONITOR_NAME}/data") if d.is_dir() and any(d.glob("data.*.log*"))
+    )
+    if replicas:
+        return replicas
     raise NoLogs(
         f"no prediction logs under {logs} (expected {logs}/{MONITOR_NAME}/data/data.<worker>.log); "
         "serve the model and send traffic first, or pass --logs DIR"
     )
 
 
-def log_files(data_dir: Path, since: datetime | None = None) -> list[Path]:
-    """Every worker's file, rotated ones included, in name order; files last written before
-    ``since`` are left out (none of their records can be in the window)."""
-    files = sorted(p for p in data_dir.glob("data.*.log*") if p.is_file())
+def log_files(data_dirs: list[Path], since: datetime | None = None) -> list[Path]:
+    """Every worker's file, rotated ones included, in name order within each folder; files last
+    written before ``since`` are left out (none of their records can be in the window)."""
+    files = [p for d in data_dirs for p in sorted(d.glob("data.*.log*")) if p.is_file()]
     if since is None:
         return files
     return [p for p in files if datetime.fromtimestamp(p.stat().st_mtime) >= since]
+
+
+def open_scan(logs: Path, since: datetime | None) -> LogScan:
+    """A scan of the log files under ``logs``, before any is read.
+
+    Raises:
+        NoLogs: No log file under ``logs``.
+    """
+    dirs = find_data_dirs(logs)
+    return LogScan(data_dir=dirs[0] if len(dirs) == 1 else logs, files=log_files(dirs, since))
 
 
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -205,8 +222,7 @@ def scan_logs(
     Raises:
         NoLogs: No log file under ``logs``.
     """
-    data_dir = find_data_dir(logs)
-    scan = LogScan(data_dir=data_dir, files=log_files(data_dir, since))
+    scan = open_scan(logs, since)
     rng = random.Random(seed)
     newest: datetime | None = None
     for version, when, row in records(scan.files, since, scan):
@@ -225,8 +241,7 @@ def export_labelled(logs: Path, since: datetime | None, out: Path) -> tuple[int,
     Returns:
         The number of rows written and the scan's counts.
     """
-    data_dir = find_data_dir(logs)
-    scan = LogScan(data_dir=data_dir, files=log_files(data_dir, since))
+    scan = open_scan(logs, since)
     written = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as fh:

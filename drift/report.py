@@ -143,7 +143,7 @@ def summarise(
         },
         "logs": {
             "dir": str(scan.data_dir),
-            "files": [p.name for p in scan.files],
+            "files": [str(p.relative_to(scan.data_dir)) for p in scan.files],
             "lines": scan.lines,
             "unreadable_lines": scan.unreadable,
             "outside_window": scan.outside_window,

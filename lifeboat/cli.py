@@ -10,6 +10,8 @@ import os
 import sys
 from typing import NoReturn
 
+from lifeboat.settings import proxy_artifact_downloads
+
 # Libraries whose INFO lines would drown the progress a user is waiting for.
 NOISY_LOGGERS = (
     "py4j",
@@ -33,6 +35,7 @@ def setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    proxy_artifact_downloads()
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import bentoml
 
+from lifeboat.settings import proxy_artifact_downloads
+
 log = logging.getLogger(__name__)
 
 BENTO_MODEL = "titanic"
@@ -69,6 +71,7 @@ def import_production(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    proxy_artifact_downloads()
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         version = client.get_model_version_by_alias(registered_name, alias)

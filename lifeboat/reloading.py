@@ -1,20 +1,35 @@
-"""Which model each worker serves, and ``POST /reload``: swap in Production without a restart.
+"""Which model each worker serves: one validated pointer that every worker follows.
 
-``/reload`` reaches one worker. That worker re-resolves Production — from the MLflow registry
-when ``MLFLOW_TRACKING_URI`` is set (imported into the BentoML store first), else the store's
-``titanic:latest`` — loads and smoke-tests it, swaps it in and names it in a marker file. Every
-worker polls the marker and loads the model it names from the store. A batch keeps the model it
-started with; a failed candidate changes nothing.
+Production is resolved from the MLflow registry's ``<model>@<alias>`` when
+``MLFLOW_TRACKING_URI`` is set (imported into the BentoML store once per registry version),
+else it is the store's ``titanic:latest``. A candidate is loaded and smoke-tested in the worker
+that resolves it, and only then named in the **pointer**, a file private to this server
+(written atomically). Every worker polls the pointer and loads what it names. So:
+
+- at start, a worker serves the pointer's model if this server has one, else it resolves
+  Production itself, else (registry unreachable) the model the Bento was built with, loudly;
+- ``POST /reload`` re-resolves Production in the worker it reaches, and the others follow;
+- with ``LIFEBOAT_REGISTRY_POLL_SECONDS``, every worker asks the registry where the alias
+  points and reloads when it moved, so replicas converge on a promotion without being called;
+- a rejected candidate changes nothing: a model imported for it is deleted from the store
+  again, the pointer keeps naming the last good model, and a batch keeps the model it started
+  with. An unreadable pointer keeps the current model and shows in ``/health``.
+
+Resolving and importing hold an exclusive lock beside the pointer, so the workers of one server
+never import the same version twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import fcntl
 import os
+import stat
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +37,7 @@ from typing import Any
 import psutil
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models import ModelStore
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
 from lifeboat import model_store
@@ -54,6 +69,7 @@ class Health(BaseModel):
     loaded_at: str
     worker_pid: int
     reload_error: str | None
+    registry_error: str | None = None
 
 
 class ModelInfo(BaseModel):
@@ -63,52 +79,85 @@ class ModelInfo(BaseModel):
     metadata: ModelMetadata
 
 
+class Pointer(BaseModel):
+    """The pointer file: the model every worker of this server serves."""
+
+    tag: str
+    version: str | None = None
+    written_at: str
+
+
+class InvalidPointer(ValueError):
+    """The pointer file exists but does not name a model."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model ``/reload`` could serve: its store tag, and whether resolving it imported it."""
+
+    tag: str
+    imported: bool = False
+
+
+@dataclass(frozen=True)
+class Production:
+    """Where Production comes from, for one server."""
+
+    resolve: Callable[[], Candidate]
+    """Finds Production's store tag, importing it from the registry first if need be."""
+    source: str
+    """Where ``resolve`` looks, for responses and logs."""
+    alias_version: Callable[[], str] | None = None
+    """The registry version the alias names now (a cheap call); None without a registry."""
+
+
 class ModelHolder:
-    """The model one worker serves, swapped whole; the workers agree through a marker file."""
+    """The model one worker serves, swapped whole; the workers agree through the pointer."""
 
     def __init__(
-        self,
-        model: LoadedModel,
-        marker: Path,
-        store: Any,
-        candidate: Callable[[], str],
-        source: str,
+        self, model: LoadedModel, pointer: Path, store: Any, production: Production
     ) -> None:
         """Hold ``model``.
 
         Args:
             model: What the worker serves until a reload.
-            marker: The file every worker of this server polls.
+            pointer: The pointer file every worker of this server polls.
             store: The BentoML ``ModelStore`` that tags resolve in.
-            candidate: Finds the tag ``/reload`` should serve (may import it first).
-            source: Where ``candidate`` looks, for the reload response.
+            production: Where ``/reload`` and the registry poll find Production.
         """
-        self.marker = marker
+        self.pointer = pointer
         self.store = store
-        self.candidate = candidate
-        self.source = source
+        self.production = production
         self.reload_error: str | None = None
+        self.registry_error: str | None = None
         self._model = model
         self._lock = threading.Lock()
-        self._marker_mtime: int | None = None
+        self._pointer_mtime: int | None = None
+        # Registry versions this worker found unservable: the poll does not retry them.
+        self._rejected: set[str] = set()
 
     @property
     def model(self) -> LoadedModel:
         return self._model
 
+    @property
+    def source(self) -> str:
+        return self.production.source
+
     def _swap(self, tag: str) -> LoadedModel:
         stored = resolve(self.store, tag)
         if str(stored.tag) != self._model.tag:
             self._model = load_model(stored.path, str(stored.tag))
-            logger.info("now serving %s", self._model.tag)
+            logger.info("now serving %s (v%s)", self._model.tag, self._model.metadata.version)
         return self._model
 
     def reload_latest(self) -> ReloadResult:
-        """Swap in the candidate here, then mark it for the other workers."""
+        """Resolve Production, swap it in here once it loads, then point every worker at it."""
         previous = self._model
         try:
-            with self._lock:
-                current = self._swap(self.candidate())
+            with self._lock, pointer_lock(self.pointer):
+                current = swap_in_candidate(self.production.resolve, self.store, self._swap)
+                write_pointer(self.pointer, current)
         except ModelRejected as exc:
             logger.error("reload rejected, still serving %s: %s", previous.tag, exc)
             return ReloadResult(
@@ -119,7 +168,7 @@ class ModelHolder:
                 error=str(exc),
             )
         self.reload_error = None
-        write_marker(self.marker, current.tag)
+        self._pointer_mtime = None  # our own write: let follow_pointer confirm it
         return ReloadResult(
             reloaded=current is not previous,
             model_tag=current.tag,
@@ -128,22 +177,52 @@ class ModelHolder:
             source=self.source,
         )
 
-    def follow_marker(self) -> None:
-        """Load the tag the marker names, if the marker changed since the last look."""
+    def follow_pointer(self) -> None:
+        """Load the model the pointer names, if the pointer changed since the last look.
+
+        Never raises: whatever is wrong with the pointer or its model is logged and shown in
+        ``/health``, and the worker keeps serving what it serves.
+        """
         try:
-            mtime = self.marker.stat().st_mtime_ns
-        except FileNotFoundError:
+            mtime = self.pointer.stat().st_mtime_ns
+        except OSError:
             return
-        if mtime == self._marker_mtime:
+        if mtime == self._pointer_mtime:
             return
-        self._marker_mtime = mtime
+        self._pointer_mtime = mtime
         try:
+            pointer = read_pointer(self.pointer)
             with self._lock:
-                self._swap(read_marker(self.marker) or self._model.tag)
+                if pointer is not None:
+                    self._swap(pointer.tag)
             self.reload_error = None
-        except (ModelRejected, OSError, ValueError, KeyError) as exc:
-            self.reload_error = str(exc)
-            logger.error("reload marker: keeping %s: %s", self._model.tag, exc)
+        except Exception as exc:  # a bad pointer must never stop the follower
+            self.reload_error = f"pointer {self.pointer}: {type(exc).__name__}: {exc}"
+            logger.error("keeping %s: %s", self._model.tag, self.reload_error)
+
+    def follow_registry(self) -> None:
+        """Reload when the registry's alias names another version than the one served.
+
+        Never raises: an unreachable registry is logged once per distinct error and shown in
+        ``/health``; a version that failed to load is not retried until the alias moves.
+        """
+        if self.production.alias_version is None:
+            return
+        try:
+            version = self.production.alias_version()
+        except Exception as exc:  # the registry down, the alias gone ...
+            error = f"{self.source}: {type(exc).__name__}: {exc}"
+            if error != self.registry_error:
+                logger.warning("registry poll failed, still serving %s: %s", self._model.tag, error)
+            self.registry_error = error
+            return
+        self.registry_error = None
+        if version == self._model.metadata.version or version in self._rejected:
+            return
+        logger.info("%s now names v%s: reloading", self.source, version)
+        result = self.reload_latest()
+        if result.error:
+            self._rejected.add(version)
 
     def health(self) -> Health:
         model = self._model
@@ -155,10 +234,33 @@ class ModelHolder:
             loaded_at=model.loaded_at,
             worker_pid=os.getpid(),
             reload_error=self.reload_error,
+            registry_error=self.registry_error,
         )
 
     def info(self) -> ModelInfo:
         return ModelInfo(model_tag=self._model.tag, metadata=self._model.metadata)
+
+
+def swap_in_candidate(
+    find: Callable[[], Candidate], store: Any, swap: Callable[[str], LoadedModel]
+) -> LoadedModel:
+    """Resolve a candidate and swap it in; a model imported for a rejected one is deleted.
+
+    So a candidate that fails its load or smoke test never stays in the store, where it would
+    become ``titanic:latest`` for the next server that starts.
+
+    Raises:
+        ModelRejected: The candidate could not be resolved, loaded or smoke-tested.
+    """
+    candidate = find()
+    try:
+        return swap(candidate.tag)
+    except ModelRejected:
+        if candidate.imported:
+            with contextlib.suppress(Exception):
+                store.delete(candidate.tag)
+            logger.error("deleted rejected candidate %s from the store", candidate.tag)
+        raise
 
 
 def open_store(settings: Settings) -> Any:
@@ -180,78 +282,161 @@ def resolve(store: Any, tag: str) -> Any:
         raise ModelRejected(f"{tag}: {type(exc).__name__}: {exc}") from exc
 
 
-def production_candidate(settings: Settings, store: Any) -> tuple[Callable[[], str], str]:
-    """What ``/reload`` serves, and where it comes from.
+def production_source(settings: Settings, store: Any) -> Production:
+    """Where this server finds Production.
 
     With ``MLFLOW_TRACKING_URI``: the registry's ``<model>@<alias>``, imported into ``store``
     (once per registry version). Without: the store's ``titanic:latest``.
     """
     uri = settings.mlflow_tracking_uri
     if not uri:
-        return (lambda: MODEL_TAG), f"BentoML store {MODEL_TAG}"
+        return Production(lambda: Candidate(MODEL_TAG), f"BentoML store {MODEL_TAG}")
     name, alias = settings.model_name, settings.production_alias
     source = f"models:/{name}@{alias} at {model_store._public(uri)}"
     # Import MLflow now, while the worker starts, not in the middle of traffic: BentoML's batcher
     # checks each batch against lazily named types (pandas.core.frame.DataFrame), which fails
     # with a 500 while a reload thread has pandas half-imported.
     import mlflow.artifacts  # noqa: F401
+    from mlflow import MlflowClient
 
-    def imported() -> str:
+    def imported() -> Candidate:
         try:
-            model, _ = model_store.import_production(uri, name, alias, store=store)
+            model, created = model_store.import_production(uri, name, alias, store=store)
         except Exception as exc:  # the registry down, no alias, a missing artifact ...
             raise ModelRejected(f"{source}: {type(exc).__name__}: {exc}") from exc
-        return str(model.tag)
+        return Candidate(str(model.tag), imported=created)
 
-    return imported, source
+    def alias_version() -> str:
+        return str(MlflowClient(tracking_uri=uri).get_model_version_by_alias(name, alias).version)
+
+    return Production(imported, source, alias_version)
 
 
 def marker_path(settings: Settings) -> Path:
-    """``LIFEBOAT_RELOAD_MARKER``, else a file private to this ``bentoml serve``."""
+    """The pointer file: ``LIFEBOAT_RELOAD_MARKER``, else one of this server's in a private dir.
+
+    The default lives in ``$XDG_RUNTIME_DIR/lifeboat`` or ``~/.cache/lifeboat``, a directory only
+    this user can write (checked), never under a guessable name in a shared ``/tmp``.
+    """
     if settings.reload_marker is not None:
         return settings.reload_marker
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = private_dir(Path(runtime) / "lifeboat" if runtime else Path.home() / ".cache/lifeboat")
     # The workers of one `bentoml serve` are children of one circus arbiter; its start time
-    # keeps a later server that reuses the pid from reading this server's marker.
+    # keeps a later server that reuses the pid from reading this server's pointer.
     arbiter = psutil.Process(os.getppid())
-    name = f"lifeboat-reload-{arbiter.pid}-{arbiter.create_time():.0f}.json"
-    return Path(tempfile.gettempdir()) / name
+    return folder / f"serving-{arbiter.pid}-{arbiter.create_time():.0f}.json"
+
+
+def private_dir(folder: Path) -> Path:
+    """``folder``, created if need be, after checking no other user can write or own it.
+
+    Raises:
+        PermissionError: It is a symlink, another user's, or group- or world-accessible.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PermissionError(
+            f"{folder} must be a directory of uid {os.geteuid()} with mode 0700 "
+            f"(found uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o})"
+        )
+    return folder
+
+
+@contextlib.contextmanager
+def pointer_lock(pointer: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``pointer``'s server: one resolve or import at a time."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{pointer}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def startup_model(stored: Any, pointer: Path, store: Any, production: Production) -> LoadedModel:
+    """The model a starting worker serves: the pointer's, else Production, else the Bento's.
+
+    Falling back never goes to an unvalidated candidate: the pointer names only models that
+    passed their smoke test, and a Production candidate that fails it is deleted again.
+    """
+    try:
+        if (named := read_pointer(pointer)) is not None:
+            return load_model(resolve(store, named.tag).path, named.tag)
+    except (InvalidPointer, ModelRejected, OSError) as exc:
+        logger.error("pointer %s unusable, resolving Production instead: %s", pointer, exc)
+    if production.alias_version is not None:
+        try:
+            model = swap_in_candidate(
+                production.resolve, store, lambda tag: load_model(resolve(store, tag).path, tag)
+            )
+        except ModelRejected as exc:
+            logger.error(
+                "Production unavailable (%s); serving the Bento's own model %s until it is",
+                exc,
+                stored.tag,
+            )
+        else:
+            write_pointer(pointer, model)
+            return model
+    return load_model(stored.path, str(stored.tag))
 
 
 def open_holder(stored: Any, settings: Settings) -> ModelHolder:
-    """A worker's holder: the marker's model after a reload, else the service's model.
+    """A starting worker's holder (see :func:`startup_model` for which model it serves).
 
     A worker that circus restarts after a reload so rejoins its siblings instead of loading
-    whatever the store now calls latest, which may be a candidate that reload rejected.
+    whatever the store now calls latest.
     """
-    marker, store = marker_path(settings), open_store(settings)
-    if (tag := read_marker(marker)) is not None:
-        stored = resolve(store, tag)
-    candidate, source = production_candidate(settings, store)
-    return ModelHolder(load_model(stored.path, str(stored.tag)), marker, store, candidate, source)
+    pointer, store = marker_path(settings), open_store(settings)
+    production = production_source(settings, store)
+    with pointer_lock(pointer):
+        model = startup_model(stored, pointer, store, production)
+    return ModelHolder(model, pointer, store, production)
 
 
-async def follow_reloads(holder: ModelHolder, interval: float) -> None:
-    """Poll the reload marker every ``interval`` seconds until cancelled (one task per worker)."""
+async def follow_reloads(
+    holder: ModelHolder, interval: float, registry_interval: float = 0.0
+) -> None:
+    """Poll the pointer every ``interval`` seconds, and the registry every ``registry_interval``
+    (0: never), until cancelled (one task per worker)."""
+    loop = asyncio.get_running_loop()
+    next_registry = loop.time() + registry_interval
     while True:
         await asyncio.sleep(interval)
-        await asyncio.to_thread(holder.follow_marker)
+        await asyncio.to_thread(holder.follow_pointer)
+        if registry_interval and loop.time() >= next_registry:
+            next_registry = loop.time() + registry_interval
+            await asyncio.to_thread(holder.follow_registry)
 
 
-def read_marker(marker: Path) -> str | None:
-    """The tag the last successful reload named, if any."""
+def read_pointer(pointer: Path) -> Pointer | None:
+    """What the pointer names; None when this server has none yet.
+
+    Raises:
+        InvalidPointer: The file exists but is not a pointer.
+    """
     try:
-        return json.loads(marker.read_text())["tag"]
+        return Pointer.model_validate_json(pointer.read_bytes())
     except FileNotFoundError:
         return None
+    except ValidationError as exc:
+        raise InvalidPointer(f"{pointer}: not a model pointer: {exc.errors()[0]['msg']}") from exc
 
 
-def write_marker(marker: Path, tag: str) -> None:
-    """Atomically record the tag every worker should serve."""
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"tag": tag, "written_at": datetime.now(UTC).isoformat()})
-    with tempfile.NamedTemporaryFile("w", dir=marker.parent, delete=False) as tmp:
+def write_pointer(pointer: Path, model: LoadedModel) -> None:
+    """Atomically name ``model`` (already loaded and smoke-tested) for every worker."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    body = Pointer(
+        tag=model.tag,
+        version=model.metadata.version,
+        written_at=datetime.now(UTC).isoformat(),
+    ).model_dump_json()
+    with tempfile.NamedTemporaryFile("w", dir=pointer.parent, delete=False) as tmp:
         tmp.write(body)
-    os.replace(tmp.name, marker)
+    os.replace(tmp.name, pointer)
 
 
 def reload_response(result: ReloadResult) -> JSONResponse:

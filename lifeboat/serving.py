@@ -167,7 +167,7 @@ def log_predictions(scored: Scored) -> None:
 
 
 def _log_block(scored: Scored) -> None:
-    log_dir = get_settings().monitoring_dir
+    log_dir = get_settings().monitoring_log_path
     options = {"monitor_options": {"log_path": str(log_dir)}} if log_dir else {}
     try:
         with bentoml.monitor(MONITOR_NAME, monitor_class=BlockMonitor, **options) as mon:

@@ -1,4 +1,4 @@
-"""Reload without MLflow: the BentoML store's latest, agreed on through the marker file.
+"""Reload without MLflow: the BentoML store's latest, agreed on through the pointer file.
 
 In process, with two holders standing in for two workers of one server; the HTTP side of the
 same machinery is in test_reload.py.
@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import pytest
 
-from lifeboat.reloading import open_holder, open_store
+from lifeboat.reloading import (
+    Candidate,
+    ModelHolder,
+    marker_path,
+    open_holder,
+    open_store,
+    resolve,
+    swap_in_candidate,
+)
+from lifeboat.serving import ModelRejected, load_model
 from lifeboat.settings import Settings
 from tests.serving.harness import store_with
 
@@ -33,14 +45,20 @@ def add_model(store, source: Path, version: str, onnx: bytes | None = None) -> s
     return str(model.tag)
 
 
-def test_reload_serves_the_stores_latest_and_the_marker_carries_it(serving_home, tmp_path):
+def two_workers(serving_home, tmp_path) -> tuple[Settings, Any, ModelHolder, ModelHolder]:
+    """Settings of a server without MLflow, its store, and two workers' holders."""
     settings = Settings(
         MLFLOW_TRACKING_URI="",
         LIFEBOAT_MODEL_STORE=str(store_with(serving_home.model_path, tmp_path / "bentoml")),
-        LIFEBOAT_RELOAD_MARKER=str(tmp_path / "marker.json"),
+        LIFEBOAT_RELOAD_MARKER=str(tmp_path / "pointer.json"),
     )
     store = open_store(settings)
     first, second = (open_holder(store.get("titanic:latest"), settings) for _ in range(2))
+    return settings, store, first, second
+
+
+def test_reload_serves_the_stores_latest_and_the_pointer_carries_it(serving_home, tmp_path):
+    settings, store, first, second = two_workers(serving_home, tmp_path)
     assert first.source == "BentoML store titanic:latest"
     assert first.model.tag == serving_home.model_tag
 
@@ -48,12 +66,63 @@ def test_reload_serves_the_stores_latest_and_the_marker_carries_it(serving_home,
     result = first.reload_latest()
     assert (result.reloaded, result.model_tag, result.model_version) == (True, new, "99")
     assert second.model.tag == serving_home.model_tag  # until it looks at the marker
-    second.follow_marker()
+    second.follow_pointer()
     assert second.model.tag == new and second.reload_error is None
 
     add_model(store, serving_home.model_path, "100", onnx=b"not an onnx graph")
     refused = first.reload_latest()
     assert refused.error and not refused.reloaded and refused.model_tag == new
-    # A worker started now (circus restarting one, say) joins the marker's model, not the
+    # A worker started now (circus restarting one, say) joins the pointer's model, not the
     # store's broken latest.
     assert open_holder(store.get("titanic:latest"), settings).model.tag == new
+
+
+@pytest.mark.parametrize("garbage", [b"[]", b"{}", b"not json", b'{"tag": 3}', b""])
+def test_a_poisoned_pointer_keeps_the_model_shows_in_health_and_the_follower_goes_on(
+    serving_home, tmp_path, garbage
+):
+    settings, store, first, second = two_workers(serving_home, tmp_path)
+    pointer = settings.reload_marker
+    pointer.write_bytes(garbage)
+    second.follow_pointer()  # must not raise: the follower task would die silently
+    assert second.model.tag == serving_home.model_tag
+    assert second.health().reload_error and "pointer" in second.health().reload_error
+    # A worker (re)started while the pointer is bad still comes up, on a validated model.
+    assert open_holder(store.get("titanic:latest"), settings).model.tag == serving_home.model_tag
+
+    # The next good reload reaches the worker that saw the garbage: its follower went on.
+    new = add_model(store, serving_home.model_path, "7")
+    assert first.reload_latest().model_tag == new
+    second.follow_pointer()
+    assert second.model.tag == new and second.reload_error is None
+
+
+def test_the_default_pointer_lives_in_a_private_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    path = marker_path(Settings(LIFEBOAT_RELOAD_MARKER=""))
+    assert path.parent == tmp_path / "run" / "lifeboat"
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert not str(path).startswith(tempfile.gettempdir() + "/lifeboat-reload")
+
+    # A folder someone else could write is refused, never used.
+    path.parent.chmod(0o777)
+    with pytest.raises(PermissionError, match="mode 0700"):
+        marker_path(Settings(LIFEBOAT_RELOAD_MARKER=""))
+
+
+def test_a_rejected_imported_candidate_is_deleted_from_the_store(serving_home, tmp_path):
+    store = open_store(
+        Settings(LIFEBOAT_MODEL_STORE=str(store_with(serving_home.model_path, tmp_path / "b")))
+    )
+    good = str(store.get("titanic:latest").tag)
+    bad = add_model(store, serving_home.model_path, "8", onnx=b"garbage")
+
+    def swap(tag: str):
+        return load_model(resolve(store, tag).path, tag)
+
+    with pytest.raises(ModelRejected):
+        swap_in_candidate(lambda: Candidate(bad, imported=True), store, swap)
+    # So the store's latest is the last good model again, for any server started later.
+    assert str(store.get("titanic:latest").tag) == good
+    with pytest.raises(bentoml.exceptions.NotFound):
+        store.get(bad)
