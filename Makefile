@@ -19,7 +19,8 @@ P99_MS ?= 500
 DRIFT_SHARE ?= 0
 
 .PHONY: help java install run train train-quick import-model build serve score leaderboard test \
-	loadtest bench drift-report drift-retrain drift-bench lint format clean
+	loadtest bench drift-report drift-retrain drift-bench lint format clean images bento-image \
+	test-stack stack-bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +79,18 @@ drift-bench: install ## Benchmark drift report on 100,000 logged predictions: re
 
 test: java install ## Run the whole test suite
 	$(PY) -m pytest
+
+images: install ## Build every image of the stack (stand-in base images where none can be pulled)
+	docker/images.sh
+
+bento-image: build ## Import Production, build the Bento and containerize it as titanic_survival:latest
+	DOCKER_BUILDKIT=0 $(BENTOML) containerize titanic_survival:latest -t titanic_survival:$${BENTO_TAG:-latest}
+
+stack-bench: install ## Against a running stack: gateway vs one replica at 32 users, Bento cold start
+	$(PY) -m loadtest.stack_bench --gateway http://127.0.0.1:$(PORT)
+
+test-stack: java install ## Only the container stack test (needs a Docker engine): images, compose, scale-out
+	$(PY) -m pytest tests/containers
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -44,8 +44,8 @@ ALSO_READ_BY_CODE = (
 ONE_SHOT = {"bucket-init", "trainer", "monitoring-init"}
 EXPECTED_SERVICES = {
     "postgres", "minio", "bucket-init", "mlflow", "trainer", "monitoring-init", "bento",
-    "locust", "locust-worker", "prometheus", "pushgateway", "grafana", "spark-master",
-    "spark-worker",
+    "bento-gateway", "locust", "locust-worker", "prometheus", "pushgateway", "grafana",
+    "spark-master", "spark-worker",
 }  # fmt: skip
 BENTO_IMAGE = "titanic_survival:${BENTO_TAG:-latest}"
 
@@ -353,11 +353,11 @@ def locustfile_on_host(service: dict) -> Path:
     raise AssertionError(f"{in_container} is not mounted")
 
 
-def test_locust_runs_the_repository_locustfile_against_the_bento(services):
+def test_locust_runs_the_repository_locustfile_against_the_gateway(services):
     for name in ("locust", "locust-worker"):
         assert locustfile_on_host(services[name]) == ROOT / "loadtest" / "locustfile.py", name
     master = services["locust"]["command"]
-    assert master[master.index("--host") + 1] == "http://bento:3000"
+    assert master[master.index("--host") + 1] == "http://bento-gateway:3000"
     assert "--master" in master
     assert services["locust"]["image"] == f"lifeboat-locust:{constraint('locust')}"
     dockerfile = (ROOT / "docker" / "locust" / "Dockerfile").read_text()
@@ -390,7 +390,9 @@ def test_prometheus_scrapes_the_bento_and_grafana_reads_prometheus():
     docker = ROOT / "docker"
     prometheus = yaml.safe_load((docker / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
-    assert jobs["bento"]["static_configs"][0]["targets"] == ["bento:3000"]
+    # Every replica: DNS service discovery of the compose name, not one static address.
+    assert jobs["bento"]["dns_sd_configs"][0]["names"] == ["bento"]
+    assert jobs["bento"]["dns_sd_configs"][0]["port"] == 3000
     assert jobs["bento"].get("metrics_path", "/metrics") == "/metrics"
     assert jobs["pushgateway"]["honor_labels"] is True
 
@@ -409,3 +411,25 @@ def test_prometheus_scrapes_the_bento_and_grafana_reads_prometheus():
         assert metric in exprs, metric
     uids = {panel["datasource"]["uid"] for panel in dashboard["panels"]}
     assert uids == {datasource["uid"]}
+
+
+def test_up_never_starts_the_trainer_and_replicas_sit_behind_one_gateway(services):
+    assert services["trainer"]["profiles"] == ["train"]
+    bento, gateway = services["bento"], services["bento-gateway"]
+    assert "ports" not in bento  # replicas publish nothing; --scale would clash on the port
+    assert bento["deploy"]["replicas"] >= 1
+    assert gateway["depends_on"]["bento"]["condition"] == "service_healthy"
+    config = (ROOT / "docker" / "haproxy" / "haproxy.cfg").read_text()
+    assert re.search(r"server-template bento \d+ bento:3000", config)
+    assert "option httpchk GET /readyz" in config
+    assert bento["environment"]["LIFEBOAT_MONITORING_PER_HOST"] == "true"
+
+
+def test_the_trainer_and_spark_workers_share_a_scratch_volume(services):
+    trainer, worker = services["trainer"], services["spark-worker"]
+    scratch = trainer["environment"]["LIFEBOAT_SPARK_SCRATCH"]
+    mounts = {
+        name: {v["target"]: v.get("source") for v in s["volumes"]}
+        for name, s in (("trainer", trainer), ("worker", worker))
+    }
+    assert mounts["trainer"][scratch] == mounts["worker"][scratch] == "spark-scratch"
