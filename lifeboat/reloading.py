@@ -91,6 +91,10 @@ class InvalidPointer(ValueError):
     """The pointer file exists but does not name a model."""
 
 
+class InvalidCandidate(ModelRejected):
+    """Production was found but does not serve: it failed to load or its smoke test."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A model ``/reload`` could serve: its store tag, and whether resolving it imported it."""
@@ -133,8 +137,10 @@ class ModelHolder:
         self._model = model
         self._lock = threading.Lock()
         self._pointer_mtime: int | None = None
-        # Registry versions this worker found unservable: the poll does not retry them.
+        # Registry versions that failed to load or smoke-test here: the poll does not retry
+        # them (a registry that was merely unreachable is retried at the next poll).
         self._rejected: set[str] = set()
+        self._last_invalid = False
 
     @property
     def model(self) -> LoadedModel:
@@ -154,11 +160,13 @@ class ModelHolder:
     def reload_latest(self) -> ReloadResult:
         """Resolve Production, swap it in here once it loads, then point every worker at it."""
         previous = self._model
+        self._last_invalid = False
         try:
             with self._lock, pointer_lock(self.pointer):
                 current = swap_in_candidate(self.production.resolve, self.store, self._swap)
                 write_pointer(self.pointer, current)
         except ModelRejected as exc:
+            self._last_invalid = isinstance(exc, InvalidCandidate)
             logger.error("reload rejected, still serving %s: %s", previous.tag, exc)
             return ReloadResult(
                 reloaded=False,
@@ -220,8 +228,7 @@ class ModelHolder:
         if version == self._model.metadata.version or version in self._rejected:
             return
         logger.info("%s now names v%s: reloading", self.source, version)
-        result = self.reload_latest()
-        if result.error:
+        if self.reload_latest().error and self._last_invalid:
             self._rejected.add(version)
 
     def health(self) -> Health:
@@ -250,17 +257,18 @@ def swap_in_candidate(
     become ``titanic:latest`` for the next server that starts.
 
     Raises:
-        ModelRejected: The candidate could not be resolved, loaded or smoke-tested.
+        ModelRejected: The candidate could not be resolved.
+        InvalidCandidate: It was resolved but failed to load or its smoke test.
     """
     candidate = find()
     try:
         return swap(candidate.tag)
-    except ModelRejected:
+    except ModelRejected as exc:
         if candidate.imported:
             with contextlib.suppress(Exception):
                 store.delete(candidate.tag)
             logger.error("deleted rejected candidate %s from the store", candidate.tag)
-        raise
+        raise InvalidCandidate(str(exc)) from exc
 
 
 def open_store(settings: Settings) -> Any:

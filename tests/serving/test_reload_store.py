@@ -19,6 +19,7 @@ import pytest
 from lifeboat.reloading import (
     Candidate,
     ModelHolder,
+    Production,
     marker_path,
     open_holder,
     open_store,
@@ -126,3 +127,46 @@ def test_a_rejected_imported_candidate_is_deleted_from_the_store(serving_home, t
     assert str(store.get("titanic:latest").tag) == good
     with pytest.raises(bentoml.exceptions.NotFound):
         store.get(bad)
+
+
+def test_the_registry_poll_follows_the_alias_and_skips_only_versions_that_do_not_serve(
+    serving_home, tmp_path
+):
+    """The alias, its import and the registry's reachability are stand-ins (plain functions);
+    the store, the models and the loading are real."""
+    settings, store, holder, _ = two_workers(serving_home, tmp_path)
+    good = add_model(store, serving_home.model_path, "5")
+    bad = add_model(store, serving_home.model_path, "6", onnx=b"garbage")
+    registry = {"alias": "5", "up": True, "resolved": 0}
+
+    def alias_version() -> str:
+        if not registry["up"]:
+            raise ConnectionError("registry down")
+        return registry["alias"]
+
+    def resolve() -> Candidate:
+        registry["resolved"] += 1
+        if registry["alias"] == "7":  # found by the alias, but its download fails
+            raise ModelRejected("artifact store unreachable")
+        return Candidate(good if registry["alias"] == "5" else bad)
+
+    holder.production = Production(resolve, "a stand-in registry", alias_version)
+    holder.follow_registry()
+    assert holder.model.tag == good and registry["resolved"] == 1
+    holder.follow_registry()  # the alias has not moved: nothing to do
+    assert registry["resolved"] == 1
+
+    registry["up"] = False
+    holder.follow_registry()
+    assert holder.model.tag == good and "registry down" in holder.health().registry_error
+
+    registry.update(up=True, alias="6")  # a version that does not load
+    holder.follow_registry()
+    holder.follow_registry()
+    assert holder.model.tag == good and registry["resolved"] == 2  # tried once, not again
+    assert holder.health().registry_error is None
+
+    registry["alias"] = "7"  # a failure to fetch is not a verdict on the model: retried
+    holder.follow_registry()
+    holder.follow_registry()
+    assert holder.model.tag == good and registry["resolved"] == 4
