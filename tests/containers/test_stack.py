@@ -22,7 +22,9 @@ from drift import traffic
 from tests.conftest import ROOT
 from tests.containers.conftest import REPLICAS, S3_STAND_IN, Stack, stack_commit, wait_for
 
-pytestmark = [pytest.mark.integration]
+# The first test also pays for the session's fixture: building every image from nothing takes
+# several minutes on 2 cores, more than the suite's default per-test limit allows for.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
 PASSENGER = {
     "Pclass": 1,
