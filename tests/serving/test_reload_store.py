@@ -23,7 +23,9 @@ from lifeboat.reloading import (
     marker_path,
     open_holder,
     open_store,
+    read_pointer,
     resolve,
+    startup_model,
     swap_in_candidate,
 )
 from lifeboat.serving import ModelRejected, load_model
@@ -170,3 +172,23 @@ def test_the_registry_poll_follows_the_alias_and_skips_only_versions_that_do_not
     holder.follow_registry()
     holder.follow_registry()
     assert holder.model.tag == good and registry["resolved"] == 4
+
+
+def test_a_worker_starts_on_production_else_loudly_on_the_bentos_own_model(
+    serving_home, tmp_path, caplog
+):
+    settings, store, _, _ = two_workers(serving_home, tmp_path)
+    baked = store.get("titanic:latest")
+    promoted = add_model(store, serving_home.model_path, "12")
+    pointer = tmp_path / "fresh-server.json"
+
+    def unreachable() -> Candidate:
+        raise ModelRejected("models:/titanic@production: ConnectionError: registry down")
+
+    down = Production(unreachable, "a stand-in registry", lambda: "12")
+    assert startup_model(baked, pointer, store, down).tag == str(baked.tag)
+    assert "serving the Bento's own model" in caplog.text and not pointer.exists()
+
+    up = Production(lambda: Candidate(promoted), "a stand-in registry", lambda: "12")
+    assert startup_model(baked, pointer, store, up).tag == promoted
+    assert read_pointer(pointer).tag == promoted  # the other workers start on it too
