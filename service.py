@@ -11,7 +11,7 @@ import bentoml
 from fastapi import Depends, FastAPI
 from starlette.responses import JSONResponse
 
-from lifeboat import bodies, guards, reloading, serving
+from lifeboat import bodies, guards, metric_labels, reloading, serving
 from lifeboat.bodies import Prediction, Received, Scored
 from lifeboat.passenger import Passenger
 from lifeboat.reloading import Health, ModelInfo
@@ -99,3 +99,5 @@ class TitanicSurvival:
 # Outermost first: reject unauthenticated requests before reading their bodies.
 TitanicSurvival.add_asgi_middleware(guards.PredictionRoutesMiddleware)
 TitanicSurvival.add_asgi_middleware(guards.BodyLimitMiddleware)
+# Before BentoML builds the app: label its HTTP metrics by route, not by the client's path.
+metric_labels.label_by_route()

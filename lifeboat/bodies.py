@@ -9,6 +9,10 @@ BentoML's (1.4.39) batching shapes the prediction route's bodies:
   :class:`PredictionResponse` writes that element as the body.
 * The batch runs in the context of whichever request started the dispatcher, so each passenger
   carries its own request's ids (:class:`Received`) into its monitoring record.
+
+BentoML answers a ``ValidationError`` raised while parsing with a 400 of its details; the
+request models validate through :class:`~lifeboat.rejection.BodyValidator`, so that 400 lists
+at most ten problems whatever the body holds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from starlette.responses import Response
 
 from lifeboat.passenger import EXAMPLE, Passenger
+from lifeboat.rejection import BodyValidator
 
 PREDICT_ROUTE = "/predict_titanic"
 BATCH_ROUTE = "/predict_titanic_batch"
@@ -57,6 +62,11 @@ class Received:
         contextvars.copy_context().run(run)
 
 
+# The flat object is validated as itself, so errors name the client's field ("Pclass", not
+# "passengers.0.Pclass").
+_PASSENGER = BodyValidator("Passenger", Passenger.model_validate_json, Passenger.model_validate)
+
+
 class PredictTitanicRequest(BaseModel):
     """Body of ``POST /predict_titanic``: one flat passenger, batched as a one-element list."""
 
@@ -64,14 +74,12 @@ class PredictTitanicRequest(BaseModel):
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Any:
-        # The flat object is validated as itself, so errors name the client's field ("Pclass",
-        # not "passengers.0.Pclass"). BentoML calls this in the request's own context.
-        passenger = Passenger.model_validate_json(json_data)
-        return cls.model_construct(passengers=[Received.now(passenger)])
+        # BentoML calls this in the request's own context.
+        return cls.model_construct(passengers=[Received.now(_PASSENGER.json(json_data))])
 
     @classmethod
     def model_validate(cls, obj: Any, **_: Any) -> Any:
-        return cls.model_construct(passengers=[Received.now(Passenger.model_validate(obj))])
+        return cls.model_construct(passengers=[Received.now(_PASSENGER.python(obj))])
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -85,6 +93,9 @@ PassengerList = Annotated[
     Field(min_length=1, max_length=MAX_BATCH_PASSENGERS),
 ]
 _PASSENGER_LIST: TypeAdapter[list[Any]] = TypeAdapter(PassengerList)
+_PASSENGERS = BodyValidator(
+    "list[Passenger]", _PASSENGER_LIST.validate_json, _PASSENGER_LIST.validate_python, is_list=True
+)
 
 
 class PredictTitanicBatchRequest(BaseModel):
@@ -94,11 +105,11 @@ class PredictTitanicBatchRequest(BaseModel):
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **_: Any) -> Any:
-        return cls.model_construct(passengers=_PASSENGER_LIST.validate_json(json_data))
+        return cls.model_construct(passengers=_PASSENGERS.json(json_data))
 
     @classmethod
     def model_validate(cls, obj: Any, **_: Any) -> Any:
-        return cls.model_construct(passengers=_PASSENGER_LIST.validate_python(obj))
+        return cls.model_construct(passengers=_PASSENGERS.python(obj))
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:

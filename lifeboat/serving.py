@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from lifeboat.bodies import DriftAlert, Prediction, Received, Scored
 from lifeboat.monitoring import BlockMonitor
@@ -32,6 +33,20 @@ logger = logging.getLogger("bentoml.lifeboat")
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 MONITOR_NAME = "titanic"
+LOCAL_REGISTRY = "embedded"  # what /model_info shows for a registry in files of this machine
+
+
+def public_uri(uri: str) -> str:
+    """A tracking URI as the service may publish it: no server-side path, no credentials.
+
+    A registry in local files (a path, ``file:`` or ``sqlite:``) is ``LOCAL_REGISTRY``; a
+    server's URI keeps its scheme, host, port and path, and loses userinfo, query and fragment.
+    """
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme in ("", "file", "sqlite") or not host:
+        return LOCAL_REGISTRY
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class ModelMetadata(BaseModel):
@@ -46,11 +61,18 @@ class ModelMetadata(BaseModel):
     trained_at: str
     feature_ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     threshold: float = Field(0.5, ge=0.0, le=1.0)
+    tracking_uri: str | None = Field(None, description="The registry the model was imported from")
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+    @field_serializer("tracking_uri")
+    def _published_uri(self, uri: str | None) -> str | None:
+        # Dumps of this model are for clients (/model_info); metadata.json keeps the URI as
+        # imported, which drift uses to tell registries apart.
+        return None if uri is None else public_uri(uri)
 
 
 class ModelRejected(Exception):

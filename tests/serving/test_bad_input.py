@@ -1,4 +1,8 @@
-"""Bad bodies get a 4xx that names the field, never a 5xx, and the service keeps answering."""
+"""Bad bodies get a 4xx that names the field, never a 5xx, and the service keeps answering.
+
+Every 400 stays small whatever the body holds: it lists at most ``MAX_LISTED`` problems and
+counts them all in ``error`` ("<count> validation error for ...").
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,18 @@ GOOD = CURL_PASSENGER
 GOOD_TEXT = json.dumps(GOOD)
 
 
+MAX_LISTED = 10
+SMALL_ANSWER = 16 * 1024
+
+
 def with_(**changes) -> str:
     return json.dumps({**GOOD, **changes})
+
+
+def with_unknown_keys(count: int) -> str:
+    """The good passenger and ``count`` short unknown keys ("0", "1", ... "61a7f"): 400k of
+    them make a body of about 3.95 MB, under the 4 MiB limit."""
+    return GOOD_TEXT[:-1] + "," + ",".join(f'"{i:x}":0' for i in range(count)) + "}"
 
 
 # (case, body, the field the error must name or None for a body that is not a passenger)
@@ -42,6 +56,8 @@ PASSENGER_CASES = [
     ("Name too long", with_(Name="x" * 501), "Name"),
     ("Survived 2", with_(Survived=2), "Survived"),
     ("nested object as Pclass", with_(Pclass={"a": {"b": [1, 2, {"c": None}]}}), "Pclass"),
+    ("11 unknown fields", with_unknown_keys(11), "0"),
+    ("400k unknown fields", with_unknown_keys(400_000), "0"),
 ]
 BODY_CASES = [
     ("empty body", "", None),
@@ -63,6 +79,17 @@ def named_fields(response) -> set[str]:
     return {str(part) for item in detail for part in item.get("loc", [])}
 
 
+def counted_errors(response) -> int:
+    """How many problems a bounded 400 says the body had (it lists at most ``MAX_LISTED``)."""
+    assert len(response.content) < SMALL_ANSWER, f"{len(response.content)} bytes"
+    answer = response.json()
+    assert 1 <= len(answer["detail"]) <= MAX_LISTED
+    assert all("input" not in item for item in answer["detail"])
+    count = int(answer["error"].split()[0])  # "<count> validation error for <title>..."
+    assert count >= len(answer["detail"])
+    return count
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [pytest.param(body, field, id=case) for case, body, field in PASSENGER_CASES + BODY_CASES],
@@ -74,6 +101,7 @@ def test_single_route_rejects(client, body, field):
     assert 400 <= response.status_code < 500, response.text[:300]
     if field is not None:
         assert field in named_fields(response), response.text[:300]
+        counted_errors(response)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +115,33 @@ def test_batch_route_rejects_the_same_passenger_at_its_index(client, body, field
     assert 400 <= response.status_code < 500, response.text[:300]
     detail = response.json()["detail"]
     assert any(item["loc"][:2] == [1, field] for item in detail), response.text[:300]
+    counted_errors(response)
+
+
+def test_many_bad_passengers_are_all_counted_and_the_first_ten_listed(client):
+    bad = json.dumps({**GOOD, "Pclass": 4, "Sex": "x"})
+    batch = "[" + ",".join([bad] * 1000) + "]"
+    response = client.post(
+        "/predict_titanic_batch", content=batch, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert counted_errors(response) == 2000
+    locs = [item["loc"] for item in response.json()["detail"]]
+    assert locs == [[i, field] for i in range(5) for field in ("Pclass", "Sex")]
+
+
+def test_passengers_with_many_unknown_fields_get_a_small_answer(client):
+    # 1000 passengers with 380 unknown fields each: 380k problems in 3.3 MB
+    crowded = "{" + ",".join(f'"k{i}":0' for i in range(380)) + "}"
+    batch = "[" + ",".join([crowded] * 1000) + "]"
+    response = client.post(
+        "/predict_titanic_batch", content=batch, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert counted_errors(response) >= 1000  # at least the first unknown field of each
+    assert [item["loc"] for item in response.json()["detail"]] == [
+        [i, "k0"] for i in range(MAX_LISTED)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.serving.harness import CURL_PASSENGER
 
@@ -32,6 +34,13 @@ def test_model_info_carries_the_registry_metadata(client, serving_home):
     assert set(info["metadata"]["feature_ranges"]) >= {"Age", "Fare"}
 
 
+def test_model_info_shows_no_server_paths(client, serving_home):
+    # the model was imported from a sqlite registry in the serving home
+    text = client.get("/model_info").text
+    assert json.loads(text)["metadata"]["tracking_uri"] == "embedded"
+    assert str(serving_home.path) not in text and "sqlite" not in text
+
+
 @pytest.mark.parametrize("route", ["/livez", "/readyz"])
 def test_bentoml_probes(client, route):
     assert client.get(route).status_code == 200
@@ -42,6 +51,42 @@ def test_metrics_count_the_prediction_requests(client):
     text = client.get("/metrics").text
     assert "bentoml_service_request_total" in text
     assert 'endpoint="/predict_titanic"' in text
+
+
+def metric_samples(client) -> list:
+    """Every sample ``/metrics`` shows, as prometheus_client parses them."""
+    text = client.get("/metrics").text
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def requests_to(samples: list, endpoint: str) -> float:
+    return sum(
+        s.value
+        for s in samples
+        if s.name == "bentoml_service_request_total" and s.labels.get("endpoint") == endpoint
+    )
+
+
+def test_unknown_paths_share_one_metrics_label(client):
+    known = ["/health", "/model_info", "/livez", "/readyz", "/docs.json", "/schema.json"]
+    for route in known:
+        assert client.get(route).status_code == 200
+    assert client.get(f"/{secrets.token_hex(8)}").status_code == 404
+    assert client.post("/predict_titanic", json=CURL_PASSENGER).status_code == 200
+    before = metric_samples(client)
+
+    for _ in range(300):  # one keep-alive connection to 127.0.0.1: one worker
+        assert client.get(f"/{secrets.token_hex(8)}/{secrets.token_hex(4)}").status_code == 404
+    assert client.post("/predict_titanic", json=CURL_PASSENGER).status_code == 200
+    after = metric_samples(client)
+
+    # BentoML's own labels would add ~20 series per path (6000 here)
+    assert len(after) <= len(before) + 5, len(after) - len(before)
+    endpoints = {s.labels["endpoint"] for s in after if "endpoint" in s.labels}
+    assert len(endpoints) < 40, sorted(endpoints)[:50]
+    assert requests_to(after, "/predict_titanic") >= requests_to(before, "/predict_titanic") + 1
+    for route in known:
+        assert requests_to(after, route) >= 1, route
 
 
 def test_openapi_describes_the_flat_body(client):
