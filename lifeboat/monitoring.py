@@ -16,6 +16,7 @@ import datetime
 import functools
 import itertools
 import logging
+import logging.handlers
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,8 @@ import pydantic_core
 from bentoml._internal.context import trace_context
 from bentoml._internal.monitoring.base import MON_DATAS_VAR
 from bentoml._internal.monitoring.default import DefaultMonitor
+
+from lifeboat.settings import get_settings
 
 
 class BlockMonitor(DefaultMonitor):
@@ -32,8 +35,13 @@ class BlockMonitor(DefaultMonitor):
         super()._init_logger()
         assert self.data_logger is not None
         # Lines arrive already as JSON; the handler (and its daily rotation) stays BentoML's.
+        # BentoML keeps every day's file forever: the rotation deletes the oldest beyond the
+        # retention (LIFEBOAT_MONITORING_RETENTION_DAYS; 0 keeps them all).
+        retention = get_settings().monitoring_retention_days
         for handler in self.data_logger.handlers:
             handler.setFormatter(logging.Formatter("%(message)s"))
+            if isinstance(handler, logging.handlers.TimedRotatingFileHandler):
+                handler.backupCount = retention
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """Append a column's values for every passenger of the block."""

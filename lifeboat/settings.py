@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     registry_poll_seconds: float = Field(0.0, ge=0, alias="LIFEBOAT_REGISTRY_POLL_SECONDS")
     # Prediction records. Unset: BentoML's monitoring.options.log_path (see service.py).
     monitoring_dir: Path | None = Field(None, alias="LIFEBOAT_MONITORING_DIR")
+    # Days of rotated prediction logs kept (one file per worker and day); 0 keeps them all.
+    monitoring_retention_days: int = Field(30, ge=0, alias="LIFEBOAT_MONITORING_RETENTION_DAYS")
     # Replicas sharing one monitoring folder: each writes under <dir>/<its hostname>/.
     monitoring_per_host: bool = Field(False, alias="LIFEBOAT_MONITORING_PER_HOST")
 

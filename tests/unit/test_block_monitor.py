@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
+import logging.handlers
 from pathlib import Path
 
 import bentoml
@@ -64,3 +66,32 @@ def test_columns_of_unequal_length_are_refused_not_truncated(tmp_path):
     datas = {"Pclass": collections.deque([3, 1]), "Sex": collections.deque(["male"])}
     with pytest.raises(ValueError, match="unequal length"):
         monitor.export_data(datas)
+
+
+@pytest.mark.parametrize(("days", "kept"), [(3, 3), (0, 6)])
+def test_daily_rotation_keeps_the_retention_and_deletes_older_days(
+    tmp_path, monkeypatch, days, kept
+):
+    from lifeboat.settings import get_settings
+
+    monkeypatch.setenv("LIFEBOAT_MONITORING_RETENTION_DAYS", str(days))
+    get_settings.cache_clear()
+    try:
+        name = f"block-monitor-retention-{days}"  # monitors are cached by name
+        _write(name, tmp_path, BlockMonitor)
+        folder = tmp_path / name / "data"
+        for day in range(1, 6):  # five earlier days, as the daily rotation names them
+            (folder / f"data.0.log.2026-01-0{day}").write_text("{}\n")
+        (handler,) = [
+            h
+            for h in logging.getLogger("bentoml_monitor_data").handlers
+            if isinstance(h, logging.handlers.TimedRotatingFileHandler)
+        ]
+        handler.doRollover()  # what midnight does
+    finally:
+        get_settings.cache_clear()
+    rotated = sorted(p.name for p in folder.glob("data.0.log.*"))
+    assert len(rotated) == kept, rotated
+    assert (folder / "data.0.log").exists()
+    if days:
+        assert "data.0.log.2026-01-01" not in rotated  # the oldest went first
