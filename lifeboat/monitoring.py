@@ -17,6 +17,8 @@ import functools
 import itertools
 import logging
 import logging.handlers
+import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +28,40 @@ from bentoml._internal.monitoring.base import MON_DATAS_VAR
 from bentoml._internal.monitoring.default import DefaultMonitor
 
 from lifeboat.settings import get_settings
+
+logger = logging.getLogger("bentoml.lifeboat.monitoring")
+WARN_EVERY_SECONDS = 60.0
+_last_warning = [float("-inf")]
+
+
+@functools.cache
+def _dropped_total() -> Any:
+    # Created on first use, in the worker: prometheus_client must see BentoML's multiprocess
+    # directory, which a worker sets after importing the service.
+    import prometheus_client
+
+    return prometheus_client.Counter(
+        "lifeboat_monitoring_records_dropped",
+        "Prediction records that could not be written (a full disk, a read-only mount ...)",
+    )
+
+
+def count_dropped(records: int, error: BaseException | None) -> None:
+    """Count records that never reached the log; say so at most once a minute, not per line."""
+    _dropped_total().inc(records)
+    now = time.monotonic()
+    if now - _last_warning[0] >= WARN_EVERY_SECONDS:
+        _last_warning[0] = now
+        logger.warning(
+            "prediction records dropped (lifeboat_monitoring_records_dropped_total): %s: %s",
+            type(error).__name__,
+            error,
+        )
+
+
+def _dropped_by_handler(record: logging.LogRecord) -> None:
+    # logging calls handleError inside its except block: the error is the current exception.
+    count_dropped(str(record.msg).count("\n") + 1, sys.exc_info()[1])
 
 
 class BlockMonitor(DefaultMonitor):
@@ -42,6 +78,8 @@ class BlockMonitor(DefaultMonitor):
             handler.setFormatter(logging.Formatter("%(message)s"))
             if isinstance(handler, logging.handlers.TimedRotatingFileHandler):
                 handler.backupCount = retention
+            # logging's default prints a traceback per failed write and counts nothing.
+            handler.handleError = _dropped_by_handler  # type: ignore[method-assign]
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """Append a column's values for every passenger of the block."""

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from lifeboat.bodies import DriftAlert, Prediction, Received, Scored
-from lifeboat.monitoring import BlockMonitor
+from lifeboat.monitoring import BlockMonitor, count_dropped
 from lifeboat.passenger import BY_NAME, EXAMPLE, FEATURES, LABEL, NUMERIC_FEATURES
 from lifeboat.scoring import OnnxScorer
 from lifeboat.settings import get_settings
@@ -202,5 +202,5 @@ def _log_block(scored: Scored) -> None:
             mon.log_batch(scored.survived, "prediction", "prediction", "categorical")
             versions = [scored.model_version] * len(scored)
             mon.log_batch(versions, "model_version", "prediction", "categorical")
-    except Exception:
-        logger.exception("monitoring record dropped")
+    except Exception as exc:
+        count_dropped(len(scored), exc)

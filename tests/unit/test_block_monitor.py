@@ -95,3 +95,42 @@ def test_daily_rotation_keeps_the_retention_and_deletes_older_days(
     assert (folder / "data.0.log").exists()
     if days:
         assert "data.0.log.2026-01-01" not in rotated  # the oldest went first
+
+
+def test_a_full_disk_drops_records_counted_without_a_traceback_per_line(tmp_path, capsys):
+    """A real full filesystem: a 64 KiB tmpfs (needs root, as CI runs)."""
+    import subprocess
+
+    from prometheus_client import REGISTRY
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+
+        def dropped() -> float:
+            return REGISTRY.get_sample_value("lifeboat_monitoring_records_dropped_total") or 0.0
+
+        before = dropped()
+        for _ in range(300):  # ~300 blocks of 3 records: far more than 64 KiB
+            with bentoml.monitor(
+                "block-monitor-full-disk",
+                monitor_class=BlockMonitor,
+                monitor_options={"log_path": str(disk)},
+            ) as mon:
+                for column, role, kind, values in COLUMNS:
+                    mon.log_batch(values, column, role, kind)
+        data = disk / "block-monitor-full-disk" / "data" / "data.0.log"
+        written = len(data.read_text().splitlines())
+        assert 0 < written < 900
+        # Every record is written or counted; the block the disk filled up in may be both,
+        # partly written and counted whole (at most its 3 records).
+        assert 900 - written <= dropped() - before <= 900 - written + 3
+        assert capsys.readouterr().err.count("Traceback") == 0
+    finally:
+        logging.getLogger("bentoml_monitor_data").handlers.clear()  # close the file first
+        subprocess.run(["umount", "-l", str(disk)], check=False)
