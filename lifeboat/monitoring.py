@@ -64,6 +64,12 @@ def _dropped_by_handler(record: logging.LogRecord) -> None:
     count_dropped(str(record.msg).count("\n") + 1, sys.exc_info()[1])
 
 
+def _schema_not_written(record: logging.LogRecord) -> None:
+    # The columns' description, once per worker: not a record, so only said, not counted.
+    error = sys.exc_info()[1]
+    logger.warning("monitoring schema not written: %s: %s", type(error).__name__, error)
+
+
 class BlockMonitor(DefaultMonitor):
     """A :class:`DefaultMonitor` that writes each request's records in one piece."""
 
@@ -80,6 +86,9 @@ class BlockMonitor(DefaultMonitor):
                 handler.backupCount = retention
             # logging's default prints a traceback per failed write and counts nothing.
             handler.handleError = _dropped_by_handler  # type: ignore[method-assign]
+        assert self.schema_logger is not None
+        for handler in self.schema_logger.handlers:
+            handler.handleError = _schema_not_written  # type: ignore[method-assign]
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """Append a column's values for every passenger of the block."""

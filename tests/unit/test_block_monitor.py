@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -97,8 +98,12 @@ def test_daily_rotation_keeps_the_retention_and_deletes_older_days(
         assert "data.0.log.2026-01-01" not in rotated  # the oldest went first
 
 
-def test_a_full_disk_drops_records_counted_without_a_traceback_per_line(tmp_path, capsys):
-    """A real full filesystem: a 64 KiB tmpfs (needs root, as CI runs)."""
+@pytest.mark.parametrize("full_from_the_start", [False, True])
+def test_a_full_disk_drops_records_counted_without_a_traceback_per_line(
+    tmp_path, capsys, full_from_the_start
+):
+    """A real full filesystem: a 64 KiB tmpfs (needs root, as CI runs); filling up while the
+    worker writes, or full before its first record (the schema file then fails too)."""
     import subprocess
 
     from prometheus_client import REGISTRY
@@ -115,18 +120,21 @@ def test_a_full_disk_drops_records_counted_without_a_traceback_per_line(tmp_path
         def dropped() -> float:
             return REGISTRY.get_sample_value("lifeboat_monitoring_records_dropped_total") or 0.0
 
+        if full_from_the_start:
+            with contextlib.suppress(OSError), (disk / "filler").open("wb") as filler:
+                filler.write(b"x" * 128 * 1024)
         before = dropped()
         for _ in range(300):  # ~300 blocks of 3 records: far more than 64 KiB
             with bentoml.monitor(
-                "block-monitor-full-disk",
+                f"block-monitor-full-disk-{full_from_the_start}",
                 monitor_class=BlockMonitor,
                 monitor_options={"log_path": str(disk)},
             ) as mon:
                 for column, role, kind, values in COLUMNS:
                     mon.log_batch(values, column, role, kind)
-        data = disk / "block-monitor-full-disk" / "data" / "data.0.log"
-        written = len(data.read_text().splitlines())
-        assert 0 < written < 900
+        data = disk / f"block-monitor-full-disk-{full_from_the_start}" / "data" / "data.0.log"
+        written = len(data.read_text().splitlines()) if data.exists() else 0
+        assert written < 900 and (written == 0) == full_from_the_start
         # Every record is written or counted; the block the disk filled up in may be both,
         # partly written and counted whole (at most its 3 records).
         assert 900 - written <= dropped() - before <= 900 - written + 3
