@@ -2,7 +2,7 @@
 
 ``/reload`` reaches one worker, which loads the current Production model (from the MLflow
 registry when the service has ``MLFLOW_TRACKING_URI``, else the store's latest ``titanic``) and
-leaves a marker the other workers follow within a poll interval; so after a 200 this module
+names it in the pointer the other workers follow within a poll interval; so after a 200 this module
 keeps asking ``/health`` until several answers in a row name the new version.
 """
 

@@ -278,6 +278,15 @@ def open_store(settings: Settings) -> Any:
     return ModelStore(settings.model_store / "models")
 
 
+def load_stored(store: Any, tag: str) -> LoadedModel:
+    """Load and smoke-test the stored model ``tag``.
+
+    Raises:
+        ModelRejected: Not in the store, unreadable, or failing its smoke test.
+    """
+    return load_model(resolve(store, tag).path, tag)
+
+
 def resolve(store: Any, tag: str) -> Any:
     """The stored BentoML model for ``tag``.
 
@@ -372,13 +381,13 @@ def startup_model(stored: Any, pointer: Path, store: Any, production: Production
     """
     try:
         if (named := read_pointer(pointer)) is not None:
-            return load_model(resolve(store, named.tag).path, named.tag)
+            return load_stored(store, named.tag)
     except (InvalidPointer, ModelRejected, OSError) as exc:
         logger.error("pointer %s unusable, resolving Production instead: %s", pointer, exc)
     if production.alias_version is not None:
         try:
             model = swap_in_candidate(
-                production.resolve, store, lambda tag: load_model(resolve(store, tag).path, tag)
+                production.resolve, store, lambda tag: load_stored(store, tag)
             )
         except ModelRejected as exc:
             logger.error(

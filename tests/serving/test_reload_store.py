@@ -20,15 +20,15 @@ from lifeboat.reloading import (
     Candidate,
     ModelHolder,
     Production,
+    load_stored,
     marker_path,
     open_holder,
     open_store,
     read_pointer,
-    resolve,
     startup_model,
     swap_in_candidate,
 )
-from lifeboat.serving import ModelRejected, load_model
+from lifeboat.serving import ModelRejected
 from lifeboat.settings import Settings
 from tests.serving.harness import store_with
 
@@ -120,11 +120,10 @@ def test_a_rejected_imported_candidate_is_deleted_from_the_store(serving_home, t
     good = str(store.get("titanic:latest").tag)
     bad = add_model(store, serving_home.model_path, "8", onnx=b"garbage")
 
-    def swap(tag: str):
-        return load_model(resolve(store, tag).path, tag)
-
     with pytest.raises(ModelRejected):
-        swap_in_candidate(lambda: Candidate(bad, imported=True), store, swap)
+        swap_in_candidate(
+            lambda: Candidate(bad, imported=True), store, lambda tag: load_stored(store, tag)
+        )
     # So the store's latest is the last good model again, for any server started later.
     assert str(store.get("titanic:latest").tag) == good
     with pytest.raises(bentoml.exceptions.NotFound):
