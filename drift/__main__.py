@@ -50,6 +50,15 @@ Pushgateway = Annotated[
     ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
+# Options of the loop's last steps (retrain and promote).
+Build = Annotated[
+    bool, typer.Option(help="`bentoml build` the Bento with the newly imported model.")
+]
+Reload = Annotated[bool, typer.Option(help="POST /reload to the running service.")]
+ServiceUrl = Annotated[
+    str | None, typer.Option(help="Default: LIFEBOAT_SERVICE_URL, else :3000 on localhost.")
+]
+ReloadTimeout = Annotated[float, typer.Option(min=1.0, help="Seconds for the swap.")]
 
 
 @app.callback()
@@ -125,15 +134,22 @@ def retrain(
     dry_run: Annotated[bool, typer.Option(help="Say what would be done; change nothing.")] = False,
     quick: Annotated[bool, typer.Option(help="Train one grid point per family.")] = False,
     folds: Annotated[int, typer.Option(min=2, max=10, help="Cross-validation folds.")] = 3,
-    build: Annotated[
-        bool, typer.Option(help="`bentoml build` the Bento with the newly imported model.")
-    ] = True,
-    reload: Annotated[bool, typer.Option(help="POST /reload to the running service.")] = True,
-    service_url: Annotated[
-        str | None, typer.Option(help="Default: LIFEBOAT_SERVICE_URL, else :3000 on localhost.")
-    ] = None,
-    reload_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds for the swap.")] = 60.0,
+    build: Build = True,
+    reload: Reload = True,
+    service_url: ServiceUrl = None,
+    reload_timeout: ReloadTimeout = 60.0,
     pushgateway: Pushgateway = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="--no-promote: register and gate only; a winning challenger waits for a "
+            "person (python -m drift promote VERSION)."
+        ),
+    ] = True,
+    outcome_json: Annotated[
+        Path | None,
+        typer.Option("--outcome", help="Write training's outcome (figures, gate, run) as JSON."),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Retrain on the labelled logs when they drifted; promote if better; import and reload.
@@ -156,9 +172,44 @@ def retrain(
         service_url=service_url or settings.service_url,
         admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
         reload_timeout=reload_timeout,
+        promote=promote,
+        outcome_json=outcome_json,
     )
     complain = partial(typer.secho, fg=typer.colors.RED, err=True)
     raise typer.Exit(run_loop(loop, settings, typer.echo, complain))
+
+
+@app.command("promote")
+def promote_version(
+    version: Annotated[str, typer.Argument(help="The registered version a person approved.")],
+    build: Build = True,
+    reload: Reload = True,
+    service_url: ServiceUrl = None,
+    reload_timeout: ReloadTimeout = 60.0,
+    verbose: Verbose = False,
+) -> None:
+    """Promote an approved version, import it, build the Bento and reload the service.
+
+    A failing step puts the production alias, the store and the service back. Exit 0 done,
+    1 a step failed and was undone, 2 a usage error.
+    """
+    setup_logging(verbose)
+    from drift.approve import promote_approved
+    from drift.config import get_drift_settings
+    from drift.report import ReportOptions
+    from drift.retrain import RetrainOptions
+
+    settings = get_drift_settings()
+    options = RetrainOptions(
+        report=ReportOptions(logs=settings.logs_dir),
+        build=build,
+        reload=reload,
+        service_url=service_url or settings.service_url,
+        admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        reload_timeout=reload_timeout,
+    )
+    complain = partial(typer.secho, fg=typer.colors.RED, err=True)
+    raise typer.Exit(promote_approved(version, options, settings, typer.echo, complain))
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -49,6 +49,8 @@ class RetrainOptions:
     service_url: str = "http://127.0.0.1:3000"
     admin_token: str | None = None
     reload_timeout: float = 60.0
+    promote: bool = True  # False: a winning challenger is held for a person (`drift promote`)
+    outcome_json: Path | None = None  # where to write training's outcome (training.outcome)
 
 
 @dataclass
@@ -192,6 +194,7 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
                 quick=options.quick,
                 folds=options.folds,
                 extra_data=csv_path,
+                promote=options.promote,
             ),
             settings,
         )
@@ -208,6 +211,10 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
     if state.run is not None:
         state.run.tags({"training_run_id": trained.run_id, "registered_version": trained.version})
         state.run.metrics({"challenger_heldout_auc": trained.heldout_auc})
+    if options.outcome_json is not None:
+        from training.outcome import write
+
+        write(options.outcome_json, trained, settings)
     if not trained.promoted:
         state.step("done", f"Production v{previous} and the service left as they were")
         return EXIT_DONE

@@ -34,6 +34,14 @@ def train(
     skip_if_production: bool = typer.Option(
         False, help="Do nothing when the registry already has a Production version (make run)."
     ),
+    promote: bool = typer.Option(
+        True,
+        help="--no-promote: register and gate only; a winning challenger waits for a person "
+        "(python -m drift promote VERSION).",
+    ),
+    outcome_json: Path = typer.Option(
+        None, "--outcome", help="Also write the outcome (figures, gate verdict, run) as JSON here."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train LR, RF and GBT with CV on Spark; log to MLflow; register and maybe promote."""
@@ -67,6 +75,7 @@ def train(
         quick=quick,
         extra_data=extra_data,
         parallelism=parallelism,
+        promote=promote,
     )
     try:
         outcome = run(options, settings)
@@ -89,6 +98,10 @@ def train(
         f"{verdict}: {outcome.reason}"
     )
     typer.echo(f"MLflow run {outcome.run_id} at {settings.tracking_uri}")
+    if outcome_json is not None:
+        from training.outcome import write
+
+        write(outcome_json, outcome, settings)
 
 
 @app.command()

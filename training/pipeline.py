@@ -33,6 +33,7 @@ from training.train import FAMILIES, TEST, FamilyResult, Prepared, cross_validat
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-6
+HELD = "; held for approval, not promoted"
 LIBRARIES = (
     "pyspark",
     "mlflow",
@@ -55,6 +56,7 @@ class TrainOptions:
     quick: bool = False
     parallelism: int = 8
     extra_data: Path | None = None  # labelled rows that join the training side only
+    promote: bool = True  # False: register and gate only; a person approves (`drift promote`)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Outcome:
     promoted: bool
     reason: str
     families: dict[str, dict[str, float]]
+    gate: registry.Decision | None = None  # the promotion gate's verdict, promoted or held
 
 
 def git_commit() -> str:
@@ -317,7 +320,9 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
                 "family": best.family.name,
             },
         )
-        if decision.promote:
+        promoted = decision.promote and options.promote
+        reason = decision.reason + (HELD if decision.promote and not promoted else "")
+        if promoted:
             registry.promote(
                 client, settings.model_name, settings.production_alias, version.version
             )
@@ -325,15 +330,15 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
             "challenger %s v%s: %s — %s",
             best.family.label,
             version.version,
-            "PROMOTED" if decision.promote else "not promoted",
-            decision.reason,
+            "PROMOTED" if promoted else "not promoted",
+            reason,
         )
         mlflow.set_tags(
             {
                 "challenger": best.family.name,
                 "registered_version": version.version,
-                "promoted": str(decision.promote),
-                "decision": decision.reason,
+                "promoted": str(promoted),
+                "decision": reason,
             }
         )
         mlflow.log_metrics(
@@ -355,8 +360,8 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
         heldout_auc=heldout_auc,
         baseline_auc=baseline,
         version=version.version,
-        promoted=decision.promote,
-        reason=decision.reason,
+        promoted=promoted,
+        reason=reason,
         families={
             r.family.name: {
                 "cv_auc": r.cv_auc_mean,
@@ -365,4 +370,5 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
             }
             for r, _, _, f in results
         },
+        gate=decision,
     )
