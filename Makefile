@@ -17,10 +17,14 @@ SPAWN_RATE ?= 5
 DURATION ?= 1m
 P99_MS ?= 500
 DRIFT_SHARE ?= 0
+# Airflow in its own venv (it pins its own dependency set), calling the project's commands.
+AIRFLOW_VENV := .airflow-venv
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
+AIRFLOW_PORT ?= 8080
 
 .PHONY: help java install run train train-quick import-model build serve score leaderboard test \
 	loadtest bench drift-report drift-retrain drift-bench lint format clean images bento-image \
-	test-stack stack-bench
+	test-stack stack-bench airflow-venv airflow
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,6 +95,17 @@ stack-bench: install ## Against a running stack: gateway vs one replica at 32 us
 
 test-stack: java install ## Only the container stack test (needs a Docker engine): images, compose, scale-out
 	$(PY) -m pytest tests/containers
+
+$(AIRFLOW_STAMP): dags/airflow-constraints.txt
+	@test -x $(VENV)/bin/uv || $(MAKE) --no-print-directory install
+	@test -x $(AIRFLOW_VENV)/bin/python || $(VENV)/bin/uv venv --quiet --python $(PYTHON) $(AIRFLOW_VENV)
+	$(VENV)/bin/uv pip install --quiet --python $(AIRFLOW_VENV)/bin/python -c dags/airflow-constraints.txt apache-airflow==3.3.2 apache-airflow-providers-standard
+	@touch $(AIRFLOW_STAMP)
+
+airflow-venv: $(AIRFLOW_STAMP) ## Create Airflow's own venv .airflow-venv (pinned: dags/airflow-constraints.txt)
+
+airflow: java install airflow-venv ## Airflow standalone on SQLite in AIRFLOW_HOME (.airflow) with dags/; UI on AIRFLOW_PORT=8080
+	dags/standalone.sh $(AIRFLOW_VENV) $(PY) $(AIRFLOW_PORT)
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

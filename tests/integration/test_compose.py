@@ -41,11 +41,11 @@ ALSO_READ_BY_CODE = (
     "LIFEBOAT_API_TOKEN",
     "LIFEBOAT_MONITORING_DIR",
 )
-ONE_SHOT = {"bucket-init", "trainer", "monitoring-init"}
+ONE_SHOT = {"bucket-init", "trainer", "monitoring-init", "airflow-db-init"}
 EXPECTED_SERVICES = {
     "postgres", "minio", "bucket-init", "mlflow", "trainer", "monitoring-init", "bento",
     "bento-gateway", "locust", "locust-worker", "prometheus", "pushgateway", "grafana",
-    "spark-master", "spark-worker",
+    "spark-master", "spark-worker", "airflow-db-init", "airflow",
 }  # fmt: skip
 BENTO_IMAGE = "titanic_survival:${BENTO_TAG:-latest}"
 
@@ -232,12 +232,17 @@ def dockerfile_of(service: dict) -> Path:
 def test_build_contexts_dockerfiles_and_copied_files_exist(services):
     built = {name: s for name, s in services.items() if "build" in s}
     assert {"mlflow", "trainer"} <= set(built)
+    built_here = {s["image"] for s in built.values()}
     for name, service in built.items():
         context = in_repo(service["build"]["context"])
         dockerfile = dockerfile_of(service)
         assert context.is_dir() and dockerfile.is_file(), name
         text = dockerfile.read_text()
         for base in re.findall(r"^FROM\s+(\S+)", text, re.M):
+            # A build argument names another image of this stack, built from the same commit.
+            if arg := re.fullmatch(r"\$\{(\w+)\}", base):
+                assert service["build"]["args"][arg[1]] in built_here, f"{name}: FROM {base}"
+                continue
             assert re.search(r":\S*\d", base) and ":latest" not in base, f"{name}: FROM {base}"
         for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.M):
             sources = [part for part in line.split() if not part.startswith("--")][:-1]

@@ -1,0 +1,1 @@
+"""What the Lifeboat DAGs share: running the project's CLI, and the approval gate."""

@@ -1,0 +1,153 @@
+"""The approval gate both DAGs end with: a challenger that won the promotion gate waits for a
+person, who sees its and Production's held-out figures and its MLflow run, then approves (promote,
+import, build, reload: ``python -m drift promote VERSION``) or rejects (nothing changes).
+
+Configured by the environment Airflow runs in: ``LIFEBOAT_APPROVAL_TIMEOUT_HOURS`` (24; no
+answer by then counts as a rejection), ``LIFEBOAT_MLFLOW_UI_URL`` (the MLflow UI the run link
+points at; default the tracking server, else ``http://127.0.0.1:5000``, what ``mlflow ui``
+serves) and ``LIFEBOAT_BUILD_BENTO`` (``false``: no ``bentoml build`` after the import, as in the
+compose stack, whose replicas follow the registry). A DAG run's ``auto_approve`` parameter skips
+the person.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, TriggerRule, get_current_context, task
+
+from lifeboat_tasks import project
+
+PARAMS = {
+    "auto_approve": Param(
+        False,
+        type="boolean",
+        description="Promote a challenger that wins the promotion gate without asking a person.",
+    ),
+    "build": Param(
+        os.environ.get("LIFEBOAT_BUILD_BENTO", "true").lower() == "true",
+        type="boolean",
+        description="bentoml build after the import (LIFEBOAT_BUILD_BENTO sets the default).",
+    ),
+}
+
+
+def approval_timeout() -> timedelta:
+    return timedelta(hours=float(os.environ.get("LIFEBOAT_APPROVAL_TIMEOUT_HOURS", "24")))
+
+
+def run_link(outcome: dict[str, Any]) -> str:
+    """The challenger's MLflow run page, as the person's browser reaches it."""
+    ui = os.environ.get("LIFEBOAT_MLFLOW_UI_URL")
+    if not ui and outcome.get("run_url"):  # the tracking server, as the tasks reach it
+        return outcome["run_url"]
+    ui = (ui or "http://127.0.0.1:5000").rstrip("/")
+    return f"{ui}/#/experiments/{outcome['experiment_id']}/runs/{outcome['run_id']}"
+
+
+def figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def describe(outcome: dict[str, Any]) -> dict[str, str]:
+    """The approval form's subject and Markdown body."""
+    name, version = outcome["model_name"], outcome["version"]
+    production = outcome["production_version"]
+    rows = [
+        f"| challenger v{version} ({outcome['challenger']}) | {figure(outcome['heldout_auc'])} |",
+        f"| Production v{production} | {figure(outcome['production_auc'])} |"
+        if production
+        else "| Production | none yet |",
+        f"| Sex-only baseline | {figure(outcome['baseline_auc'])} |",
+    ]
+    hours = approval_timeout().total_seconds() / 3600
+    body = "\n".join(
+        [
+            f"**{name} v{version}** won the promotion gate: {outcome['reason']}.",
+            "",
+            "| held-out AUC, same rows | |",
+            "|---|--:|",
+            *rows,
+            "",
+            f"MLflow run: [{outcome['run_id']}]({run_link(outcome)})",
+            "",
+            "**Approve**: promote it, import it into the BentoML store, build the Bento and "
+            "reload the service. **Reject**, or no answer within "
+            f"{hours:g} h: Production stays " + (f"v{production}." if production else "empty."),
+        ]
+    )
+    return {"subject": f"Promote {name} v{version} to Production?", "body": body}
+
+
+def approval_gate(outcome_task_id: str):
+    """decide → approve (a person) → promote → conclude, for the outcome of ``outcome_task_id``.
+
+    Returns the first and last tasks, to chain after the task that trained the challenger.
+    """
+    approve_id, promote_id = "approve", "promote"
+
+    @task.branch(task_id="decide")
+    def decide(outcome: dict[str, Any]) -> str | list[str]:
+        """Ask a person only for a challenger that won the gate; auto_approve skips them."""
+        if not outcome.get("passed_gate"):
+            print(f"nothing to approve: {outcome.get('reason')}")
+            return []
+        context = get_current_context()
+        context["ti"].xcom_push(key="approval", value=describe(outcome))
+        return promote_id if context["params"]["auto_approve"] else approve_id
+
+    approve = ApprovalOperator(
+        task_id=approve_id,
+        subject="{{ ti.xcom_pull(task_ids='decide', key='approval')['subject'] }}",
+        body="{{ ti.xcom_pull(task_ids='decide', key='approval')['body'] }}",
+        defaults="Reject",  # what a timeout answers
+        response_timeout=approval_timeout(),
+        retries=0,
+    )
+
+    @task(
+        task_id=promote_id,
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+        execution_timeout=timedelta(minutes=30),
+    )
+    def promote(outcome: dict[str, Any]) -> dict[str, str]:
+        """Promote the approved version and ship it; a failed step is rolled back by the CLI."""
+        build = get_current_context()["params"]["build"]
+        flags = [] if build else ["--no-build"]
+        done = project.run("drift", "promote", outcome["version"], *flags)
+        return {"version": outcome["version"], "steps": done.output}
+
+    @task(task_id="conclude", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def conclude(outcome: dict[str, Any]) -> dict[str, Any]:
+        """Say what became of the challenger: promoted, rejected, timed out or not eligible."""
+        ti = get_current_context()["ti"]
+        answer = ti.xcom_pull(task_ids=approve_id)
+        shipped = ti.xcom_pull(task_ids=promote_id)
+        production = outcome.get("production_version")
+        kept = f"Production v{production} left alone" if production else "Production left empty"
+        who = (answer or {}).get("responded_by_user") or {}
+        who = who.get("name") or who.get("id") if isinstance(who, dict) else who
+        if shipped:
+            how = f"approved by {who}" if who else "auto-approved"
+            verdict = f"v{outcome['version']} {how}: promoted, imported and served"
+        elif not outcome.get("passed_gate"):
+            verdict = f"not eligible ({outcome.get('reason')}); {kept}"
+        elif who:
+            verdict = f"v{outcome['version']} rejected by {who}; {kept}"
+        else:
+            verdict = f"v{outcome.get('version')} not approved in time; {kept}"
+        print(verdict)
+        return {"promoted": bool(shipped), "verdict": verdict}
+
+    def chain_after(outcome) -> tuple[Any, Any]:
+        decided = decide(outcome)
+        shipped = promote(outcome)
+        concluded = conclude(outcome)
+        decided >> [approve, shipped]
+        approve >> shipped >> concluded
+        return decided, concluded
+
+    return chain_after

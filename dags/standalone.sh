@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make airflow`: Airflow standalone (scheduler, DAG processor, triggerer, API server and UI) on
+# SQLite in AIRFLOW_HOME, with this project's dags/ and its commands run by its own Python.
+# Usage: dags/standalone.sh AIRFLOW_VENV PROJECT_PYTHON PORT
+set -euo pipefail
+project="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$(cd "$1" && pwd)"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$project/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$project/dags"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__API__PORT="$3"
+export LIFEBOAT_PROJECT="$project"
+export LIFEBOAT_PYTHON="${LIFEBOAT_PYTHON:-$(cd "$(dirname "$2")" && pwd)/$(basename "$2")}"
+mkdir -p "$AIRFLOW_HOME"
+passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+cat <<MSG
+Airflow UI: http://127.0.0.1:$3  (user admin; its password is in $passwords,
+written at the first start and printed below as "Password for user 'admin'")
+DAGs: $AIRFLOW__CORE__DAGS_FOLDER; tasks run $LIFEBOAT_PYTHON in $project.
+MSG
+exec "$venv/bin/airflow" standalone
