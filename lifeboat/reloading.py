@@ -6,8 +6,10 @@ else it is the store's ``titanic:latest``. A candidate is loaded and smoke-teste
 that resolves it, and only then named in the **pointer**, a file private to this server
 (written atomically). Every worker polls the pointer and loads what it names. So:
 
-- at start, a worker serves the pointer's model if this server has one, else it resolves
-  Production itself, else (registry unreachable) the model the Bento was built with, loudly;
+- at start, ``bentoml serve`` chooses the model once, before its workers start (see
+  ``lifeboat.lifecycle``): the pointer's if this server has one, else Production, else
+  (registry unreachable) the model the Bento was built with, loudly; a worker restarted
+  later serves what the pointer names;
 - ``POST /reload`` re-resolves Production in the worker it reaches, and the others follow;
 - with ``LIFEBOAT_REGISTRY_POLL_SECONDS``, every worker asks the registry where the alias
   points and reloads when it moved, so replicas converge on a promotion without being called;
@@ -37,7 +39,7 @@ from typing import Any
 import psutil
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models import ModelStore
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
 from lifeboat import model_store
@@ -70,6 +72,9 @@ class Health(BaseModel):
     worker_pid: int
     reload_error: str | None
     registry_error: str | None = None
+    workers: dict[str, str] = Field(
+        default_factory=dict, description="Every worker of this server by id: serving or not, why"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -329,11 +334,15 @@ def production_source(settings: Settings, store: Any) -> Production:
     return Production(imported, source, alias_version)
 
 
-def marker_path(settings: Settings) -> Path:
+def marker_path(settings: Settings, arbiter: psutil.Process | None = None) -> Path:
     """The pointer file: ``LIFEBOAT_RELOAD_MARKER``, else one of this server's in a private dir.
 
     The default lives in ``$XDG_RUNTIME_DIR/lifeboat`` or ``~/.cache/lifeboat``, a directory only
     this user can write (checked), never under a guessable name in a shared ``/tmp``.
+
+    Args:
+        settings: Where ``LIFEBOAT_RELOAD_MARKER`` comes from.
+        arbiter: The process supervising the server's workers; default: this one's parent.
     """
     if settings.reload_marker is not None:
         return settings.reload_marker
@@ -341,7 +350,7 @@ def marker_path(settings: Settings) -> Path:
     folder = private_dir(Path(runtime) / "lifeboat" if runtime else Path.home() / ".cache/lifeboat")
     # The workers of one `bentoml serve` are children of one circus arbiter; its start time
     # keeps a later server that reuses the pid from reading this server's pointer.
-    arbiter = psutil.Process(os.getppid())
+    arbiter = arbiter or psutil.Process(os.getppid())
     return folder / f"serving-{arbiter.pid}-{arbiter.create_time():.0f}.json"
 
 
@@ -445,15 +454,20 @@ def read_pointer(pointer: Path) -> Pointer | None:
 
 def write_pointer(pointer: Path, model: LoadedModel) -> None:
     """Atomically name ``model`` (already loaded and smoke-tested) for every worker."""
-    pointer.parent.mkdir(parents=True, exist_ok=True)
     body = Pointer(
         tag=model.tag,
         version=model.metadata.version,
         written_at=datetime.now(UTC).isoformat(),
     ).model_dump_json()
-    with tempfile.NamedTemporaryFile("w", dir=pointer.parent, delete=False) as tmp:
-        tmp.write(body)
-    os.replace(tmp.name, pointer)
+    write_atomically(pointer, body)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
 
 
 def reload_response(result: ReloadResult) -> JSONResponse:
