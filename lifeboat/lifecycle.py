@@ -14,7 +14,8 @@ workers serve, and it drains on ``SIGTERM``.
   workers it runs. ``/readyz`` answers 200 only while every worker serves; ``/health`` shows
   each worker's state, so a missing or crash-looping worker is seen from its siblings. A worker
   that cannot start waits a little longer after each failure before it exits and circus starts
-  it again, so a crash loop does not eat the CPU.
+  it again, so a crash loop does not eat the CPU; when no other worker serves either, it stops
+  the server, which exits with :data:`EXIT_NO_MODEL` instead of keeping a port nobody answers.
 - **Drain.** On ``SIGTERM`` a worker reports not ready, makes the kernel drop new connection
   attempts on the shared listening socket while it still accepts those already queued (clients
   retry their SYN and are refused once the socket closes), and closes each open connection
@@ -27,7 +28,9 @@ workers serve, and it drains on ``SIGTERM``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -69,6 +72,8 @@ class ServerRecord(BaseModel):
 
     arbiter: int
     workers: int
+    stopped: str | None = None
+    """Why a worker stopped the server: none of its workers could serve."""
 
 
 class Roster:
@@ -102,16 +107,42 @@ class Roster:
         reloading.write_atomically(self._file(self.worker_id), record.model_dump_json())
         return record
 
+    def server(self) -> ServerRecord | None:
+        """The server's record; None when ``bentoml serve`` did not run :func:`prepare_server`."""
+        try:
+            return ServerRecord.model_validate_json(self._file("server").read_bytes())
+        except (OSError, ValidationError):
+            return None
+
     def states(self) -> dict[str, str]:
         """Each configured worker's state, as ``/health`` shows it; empty without a roster."""
-        try:
-            server = ServerRecord.model_validate_json(self._file("server").read_bytes())
-        except (OSError, ValidationError):
+        if (server := self.server()) is None:
             return {}
         return {
             str(wid): describe(self._read(wid), server.arbiter)
             for wid in range(1, server.workers + 1)
         }
+
+    def others_may_serve(self) -> bool:
+        """Whether another worker of this server serves, or is starting without a failure."""
+        if (server := self.server()) is None:
+            return True
+        for worker_id in range(1, server.workers + 1):
+            record = self._read(worker_id)
+            if worker_id == self.worker_id or record is None or record.failures:
+                continue
+            if record.state != "failed" and _is_worker(record.pid, server.arbiter):
+                return True
+        return False
+
+    def stop_server(self, reason: str) -> None:
+        """Stop the whole server (``SIGTERM`` to its arbiter), which then exits
+        :data:`EXIT_NO_MODEL`."""
+        if (server := self.server()) is None:
+            return
+        stopped = server.model_copy(update={"stopped": reason})
+        reloading.write_atomically(self._file("server"), stopped.model_dump_json())
+        os.kill(server.arbiter, signal.SIGTERM)
 
     def ready(self) -> bool:
         """Whether every worker of this server serves, and this one is not draining."""
@@ -183,15 +214,27 @@ def prepare_server(stored: Any, settings: Settings, workers: int) -> None:
     except ModelRejected as exc:
         logger.critical("no valid model to serve, exiting with %d: %s", EXIT_NO_MODEL, exc)
         raise SystemExit(EXIT_NO_MODEL) from None
-    Roster(pointer).open(arbiter.pid, workers)
+    roster = Roster(pointer)
+    roster.open(arbiter.pid, workers)
+    atexit.register(_exit_if_stopped, roster)
     logger.info("%d workers will serve %s", workers, model.tag)
+
+
+def _exit_if_stopped(roster: Roster) -> None:
+    # The arbiter ends normally (status 0) once its workers stopped; a server stopped for want
+    # of a model must say so to whoever restarts it.
+    server = roster.server()
+    if server is not None and server.stopped:
+        logging.shutdown()
+        os._exit(EXIT_NO_MODEL)
 
 
 def start_worker(stored: Any, settings: Settings) -> tuple[ModelHolder, Roster]:
     """A starting worker's model holder, its start recorded in the server's roster.
 
     A start that fails is recorded, then the worker waits (1, 2, 4 ... up to 10 s) before the
-    error ends it.
+    error ends it; when no other worker serves or may serve, it stops the whole server instead,
+    which exits :data:`EXIT_NO_MODEL` rather than keep a port nobody answers.
     """
     from bentoml._internal.context import server_context
 
@@ -201,6 +244,12 @@ def start_worker(stored: Any, settings: Settings) -> tuple[ModelHolder, Roster]:
         holder = reloading.open_holder(stored, settings)
     except ModelRejected as exc:
         failures = roster.record("failed", str(exc)).failures
+        if not roster.others_may_serve():
+            logger.critical(
+                "no worker of this server can serve, stopping it (exit %d): %s", EXIT_NO_MODEL, exc
+            )
+            roster.stop_server(str(exc))
+            raise
         backoff = min(2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
         logger.error(
             "worker %d cannot serve (failed start %d in a row), exiting in %.0f s: %s",

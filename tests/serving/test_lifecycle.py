@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -107,6 +108,22 @@ def test_a_crash_looping_worker_fails_readyz_and_health_names_it(serving_home, t
         # The healthy worker still answers.
         answer = httpx.post(f"{server.url}/predict_titanic", json=CURL_PASSENGER, timeout=10)
         assert answer.status_code == 200
+
+
+def test_a_server_whose_workers_all_fail_to_restart_exits(serving_home, tmp_path):
+    from lifeboat.lifecycle import EXIT_NO_MODEL
+
+    home = store_with(serving_home.model_path, tmp_path / "bentoml")
+    with serving(TARGET, store_only(home, tmp_path, "dead"), ROOT, tmp_path / "dead.log") as server:
+        served_onnx(home, serving_home.model_path).write_bytes(b"not an onnx graph")
+        for pid in server.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(timeout=60)
+        assert server.process.poll() == EXIT_NO_MODEL, server.log_tail()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/readyz", timeout=5)
+    assert "no worker of this server can serve" in server.log.read_text()
 
 
 class Clients:
