@@ -17,6 +17,9 @@ SPAWN_RATE ?= 5
 DURATION ?= 1m
 P99_MS ?= 500
 DRIFT_SHARE ?= 0
+# LABELLED=1: Locust reports outcomes to POST /feedback with the token the service reads
+# (LIFEBOAT_FEEDBACK_TOKEN, else LIFEBOAT_ADMIN_TOKEN; environment or .env).
+FEEDBACK_TOKEN = $(shell $(PY) -c "from lifeboat.settings import get_settings as g; s = g(); t = s.feedback_token or s.admin_token; print(t.get_secret_value() if t else '')")
 # Airflow in its own venv (it pins its own dependency set), calling the project's commands.
 AIRFLOW_VENV := .airflow-venv
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
@@ -67,7 +70,7 @@ leaderboard: install ## Write the leaderboard of all training runs to reports/le
 	$(PY) -m training leaderboard
 
 loadtest: install ## Headless Locust against HOST (USERS, SPAWN_RATE, DURATION, P99_MS, DRIFT_SHARE, LABELLED=1); fails on any error or p99 > P99_MS
-	$(VENV)/bin/locust --config loadtest/headless.conf --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --max-p99-ms $(P99_MS) --drift-share $(DRIFT_SHARE) $(if $(LABELLED),--labelled)
+	$(if $(LABELLED),LIFEBOAT_FEEDBACK_TOKEN="$(FEEDBACK_TOKEN)") $(VENV)/bin/locust --config loadtest/headless.conf --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --max-p99-ms $(P99_MS) --drift-share $(DRIFT_SHARE) $(if $(LABELLED),--labelled)
 
 bench: java install ## Serving benchmark on 127.0.0.1 (~15 min, idle machine): reports/bench/
 	$(PY) -m loadtest.bench

@@ -9,9 +9,10 @@ import asyncio
 
 import bentoml
 from fastapi import Depends, FastAPI
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from lifeboat import bodies, guards, metric_labels, reloading, serving
+from lifeboat import bodies, feedback, guards, lifecycle, metric_labels, reloading, serving
 from lifeboat.bodies import Prediction, Received, Scored
 from lifeboat.passenger import Passenger
 from lifeboat.reloading import Health, ModelInfo
@@ -39,7 +40,21 @@ class TitanicSurvival:
     def __init__(self) -> None:
         self.settings = get_settings()
         guards.quiet_validation_errors()
-        self.holder = reloading.open_holder(self.model, self.settings)
+        self.holder, self.roster = lifecycle.start_worker(self.model, self.settings)
+
+    @bentoml.on_deployment
+    def _choose_model() -> None:
+        # Once per `bentoml serve`, before the port is bound: a valid model, or exit.
+        workers = lifecycle.configured_workers(TitanicSurvival.name)
+        lifecycle.prepare_server(TitanicSurvival.inner.model.resolve(), get_settings(), workers)
+
+    def __is_ready__(self) -> bool:
+        """/readyz: every worker of this server serves, and this one is not draining."""
+        return self.roster.ready()
+
+    @bentoml.on_startup
+    def _drain_on_sigterm(self) -> None:
+        lifecycle.drain_on_sigterm(self.settings.shutdown_grace_seconds)
 
     @bentoml.on_startup
     def _follow_reloads(self) -> None:
@@ -80,10 +95,21 @@ class TitanicSurvival:
         """Predict survival for a JSON list of up to 1000 passengers, in order."""
         return serving.predict_and_log(self.holder.model, passengers)
 
+    @admin.post(
+        feedback.FEEDBACK_ROUTE,
+        response_model=feedback.FeedbackAccepted,
+        openapi_extra=feedback.openapi_body(),
+    )
+    async def give_feedback(
+        self, request: Request, sender: str = Depends(guards.feedback_sender)
+    ) -> Response:
+        """Record outcomes of earlier predictions: {request_id, Survived}, one or a list."""
+        return await feedback.receive(request, sender)
+
     @admin.get("/health")
     def health(self) -> Health:
-        """Which model this worker serves."""
-        return self.holder.health()
+        """Which model this worker serves, and the state of every worker of this server."""
+        return self.roster.health(self.holder.health())
 
     @admin.get("/model_info")
     def model_info(self) -> ModelInfo:
@@ -96,7 +122,9 @@ class TitanicSurvival:
         return reloading.reload_response(self.holder.reload_latest())
 
 
-# Outermost first: reject unauthenticated requests before reading their bodies.
+# Outermost first: close connections while draining, whatever answers; reject unauthenticated
+# requests before reading their bodies.
+TitanicSurvival.add_asgi_middleware(lifecycle.CloseWhenDraining)
 TitanicSurvival.add_asgi_middleware(guards.PredictionRoutesMiddleware)
 TitanicSurvival.add_asgi_middleware(guards.BodyLimitMiddleware)
 # Before BentoML builds the app: label its HTTP metrics by route, not by the client's path.

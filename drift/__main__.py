@@ -42,6 +42,13 @@ DriftShare = Annotated[
 SampleSize = Annotated[
     int, typer.Option(min=100, help="Rows per model version kept (reservoir) for the statistics.")
 ]
+InlineLabels = Annotated[
+    bool,
+    typer.Option(
+        help="Also trust labels clients claimed inside prediction requests (default: only "
+        "labels sent to POST /feedback, joined by request id)."
+    ),
+]
 Pushgateway = Annotated[
     str | None,
     typer.Option(
@@ -69,6 +76,7 @@ def main() -> None:
 # The options both commands share: what the report compares (ReportOptions' fields).
 REPORT_OPTIONS = (
     "logs", "since", "model_version", "min_rows", "psi_threshold", "drift_share", "sample_size",
+    "inline_labels",
 )  # fmt: skip
 
 
@@ -101,6 +109,7 @@ def report(
     psi_threshold: PsiThreshold = 0.2,
     drift_share: DriftShare = 0.25,
     sample_size: SampleSize = 50_000,
+    inline_labels: InlineLabels = False,
     mlflow: Annotated[bool, typer.Option(help="Log to the titanic-drift experiment.")] = True,
     pushgateway: Pushgateway = None,
     verbose: Verbose = False,
@@ -130,6 +139,7 @@ def retrain(
     psi_threshold: PsiThreshold = 0.2,
     drift_share: DriftShare = 0.25,
     sample_size: SampleSize = 50_000,
+    inline_labels: InlineLabels = False,
     force: Annotated[bool, typer.Option(help="Retrain even if the report finds no drift.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Say what would be done; change nothing.")] = False,
     quick: Annotated[bool, typer.Option(help="Train one grid point per family.")] = False,
@@ -219,6 +229,16 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"model v{summary['model_version']}: {rows['current']} logged rows "
         f"({rows['sampled']} sampled, {rows['labelled']} labelled) vs {rows['reference']} "
         f"reference rows; {summary['logs']['unreadable_lines']} unreadable lines skipped"
+    )
+    fb = summary["feedback"]
+    claimed = (
+        f"{fb['claimed_used']} inline labels used"
+        if fb["inline_labels_trusted"]
+        else f"{fb['claimed_inline']} inline labels ignored (--inline-labels to use them)"
+    )
+    typer.echo(
+        f"feedback: {fb['received']} labels received, {fb['joined']} joined to predictions, "
+        f"{fb['unmatched']} unmatched, {fb['duplicates']} repeated; {claimed}"
     )
     typer.echo(summary["tests"]["selection"])
     typer.echo(f"\n{'feature':<10}{'test':<32}{'score':>9}{'PSI':>9}  drifted")

@@ -3,9 +3,10 @@
 ``python -m drift.bench`` builds a throwaway world in a temporary folder (a BentoML store with a
 ``titanic`` model whose reference is data/titanic.csv, an embedded MLflow store whose database
 exists, as it does wherever a model was trained, and monitor logs of four workers with a rotated
-file, 30% drifted traffic, 20% labelled rows and some broken lines), runs the real command in a
-child process ``repeats`` times, and writes the figures to ``reports/bench/drift.json``. Peak
-RSS is the child's own ``ru_maxrss`` from ``wait4``; the verdict uses the slowest run.
+file, 30% drifted traffic, outcomes of 20% of the rows in the feedback stream and some broken
+lines), runs the real command in a child process ``repeats`` times, and writes the figures to
+``reports/bench/drift.json``. Peak RSS is the child's own ``ru_maxrss`` from ``wait4``; the
+verdict uses the slowest run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from drift.traffic import DATA, TrafficSampler, log_line
+from drift.traffic import DATA, TrafficSampler, feedback_line, log_line
 
 TIME_LIMIT_S, RSS_LIMIT_MB = 30.0, 1024.0
 app = typer.Typer(add_completion=False)
@@ -53,25 +54,28 @@ def make_logs(folder: Path, rows: int, bad_lines: int = 100, seed: int = 0) -> i
     rng = random.Random(seed)
     plain = TrafficSampler(labelled=True, seed=seed)
     drifted = TrafficSampler(drifted=True, labelled=True, seed=seed + 1)
-    data = folder / "titanic" / "data"
+    data, labels = folder / "titanic" / "data", folder / "titanic_feedback" / "data"
     data.mkdir(parents=True)
+    labels.mkdir(parents=True)
     start = datetime.now() - timedelta(days=1)
     names = ["data.0.log." + start.strftime("%Y-%m-%d"), *(f"data.{w}.log" for w in range(4))]
     files = [(data / name).open("w") for name in names]
+    feedback = (labels / "data.0.log").open("w")
     try:
         for i in range(rows):
             passenger = (drifted if rng.random() < 0.3 else plain)()
-            if rng.random() >= 0.2:
-                passenger.pop("Survived")
+            label = passenger.pop("Survived")
             when = start + timedelta(seconds=i * 86_400 / rows)
             line = log_line(passenger, rng.random(), "1", when, i)
             files[i % len(files)].write(line + "\n")
+            if rng.random() < 0.2:  # outcomes reported later through POST /feedback
+                feedback.write(feedback_line(i, label, when + timedelta(minutes=5)) + "\n")
         for i in range(bad_lines):
             files[i % len(files)].write('{"Pclass": 3, "Sex": "ma\n' if i % 2 else "garbage\n")
     finally:
-        for fh in files:
+        for fh in [*files, feedback]:
             fh.close()
-    return sum(p.stat().st_size for p in data.iterdir())
+    return sum(p.stat().st_size for d in (data, labels) for p in d.iterdir())
 
 
 def _env(home: Path) -> dict[str, str]:

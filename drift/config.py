@@ -10,9 +10,6 @@ from pydantic import Field
 from lifeboat.settings import PROJECT_ROOT, Settings, env_file
 
 EXPERIMENT = "titanic-drift"
-# bentoml.monitor's name in lifeboat.serving (MONITOR_NAME): records land in
-# <log_path>/titanic/data/data.<worker>.log. Not imported, to keep bentoml out of log reading.
-MONITOR_NAME = "titanic"
 # Where `bentoml serve`, run from the project, writes them when LIFEBOAT_MONITORING_DIR is unset
 # (service.py's monitoring log_path is relative to the serving process's folder).
 DEFAULT_MONITORING_DIR = PROJECT_ROOT / "monitoring"

@@ -47,6 +47,7 @@ class ReportOptions:
     drift_share: float = 0.25
     sample_size: int = DEFAULT_SAMPLE_SIZE
     seed: int = 0
+    inline_labels: bool = False  # also trust labels claimed inside prediction requests
 
 
 @dataclass
@@ -77,7 +78,9 @@ def analyse(options: ReportOptions, settings: DriftSettings) -> ReportOutcome:
             neither the BentoML store nor the registry knows.
     """
     try:
-        scan = scan_logs(options.logs, options.since, options.sample_size, options.seed)
+        scan = scan_logs(
+            options.logs, options.since, options.sample_size, options.seed, options.inline_labels
+        )
     except NoLogs as exc:
         raise DriftDataError(str(exc)) from exc
     version = options.model_version or scan.newest_version
@@ -141,6 +144,7 @@ def summarise(
             "reference": len(reference.frame),
             "by_version": {v: s.rows for v, s in sorted(scan.versions.items())},
         },
+        "feedback": scan.feedback.as_dict(),
         "logs": {
             "dir": str(scan.data_dir),
             "files": [str(p.relative_to(scan.data_dir)) for p in scan.files],
@@ -220,6 +224,7 @@ def log_to_mlflow(run: DriftRun, outcome: ReportOutcome, options: ReportOptions)
             "psi_threshold": options.psi_threshold,
             "drift_share": options.drift_share,
             "sample_size": options.sample_size,
+            "inline_labels": options.inline_labels,
         }
     )
     figures: dict[str, float | int | None] = {
@@ -228,6 +233,9 @@ def log_to_mlflow(run: DriftRun, outcome: ReportOutcome, options: ReportOptions)
         "rows_current": s["rows"]["current"],
         "rows_sampled": s["rows"]["sampled"],
         "rows_labelled": s["rows"]["labelled"],
+        "feedback_joined": s["feedback"]["joined"],
+        "feedback_unmatched": s["feedback"]["unmatched"],
+        "feedback_duplicates": s["feedback"]["duplicates"],
         "rows_reference": s["rows"]["reference"],
         "unreadable_lines": s["logs"]["unreadable_lines"],
     }

@@ -145,6 +145,9 @@ class DriftAlert(BaseModel):
 class Prediction(BaseModel):
     """One passenger's prediction."""
 
+    request_id: str = Field(
+        description="This prediction's id: send it with the outcome to POST /feedback"
+    )
     survived: Literal[0, 1]
     probability: float = Field(ge=0.0, le=1.0, description="P(survived)")
     model_version: str
@@ -178,6 +181,7 @@ class Scored:
     """
 
     columns: dict[str, list[Any]]  # the passengers' logged columns (features and label)
+    prediction_ids: list[str]  # what each client gets as request_id (lifeboat.streams)
     probability: list[float]
     survived: list[int]
     model_version: str
@@ -190,6 +194,7 @@ class Scored:
         """The passengers ``start`` to ``stop - 1``, renumbered from 0."""
         return Scored(
             {name: values[start:stop] for name, values in self.columns.items()},
+            self.prediction_ids[start:stop],
             self.probability[start:stop],
             self.survived[start:stop],
             self.model_version,
@@ -200,13 +205,14 @@ class Scored:
         """One :class:`Prediction`'s fields per passenger, in order."""
         return [
             {
+                "request_id": request_id,
                 "survived": survived,
                 "probability": probability,
                 "model_version": self.model_version,
                 "drift_alerts": self.drift_alerts.get(i, []),
             }
-            for i, (survived, probability) in enumerate(
-                zip(self.survived, self.probability, strict=True)
+            for i, (request_id, survived, probability) in enumerate(
+                zip(self.prediction_ids, self.survived, self.probability, strict=True)
             )
         ]
 

@@ -38,6 +38,22 @@ def require_admin(request: Request) -> None:
         raise HTTPException(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
 
 
+def feedback_sender(request: Request) -> str:
+    """FastAPI dependency of ``POST /feedback``: which token sent the labels ("feedback" or
+    "admin"); 403 while both tokens are unset, 401 for any other token."""
+    settings = get_settings()
+    tokens = {"feedback": settings.feedback_token, "admin": settings.admin_token}
+    if not any(tokens.values()):
+        raise HTTPException(
+            403, "feedback is disabled: set LIFEBOAT_FEEDBACK_TOKEN (or LIFEBOAT_ADMIN_TOKEN)"
+        )
+    authorization = request.headers.get("authorization")
+    for sender, secret in tokens.items():
+        if secret is not None and token_matches(authorization, secret):
+            return sender
+    raise HTTPException(401, "missing or wrong feedback token", {"WWW-Authenticate": "Bearer"})
+
+
 class _DropValidationTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], ValidationError))

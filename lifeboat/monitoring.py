@@ -3,15 +3,17 @@
 BentoML's :class:`DefaultMonitor` appends a value at a time and emits one logging record per
 passenger through ``python-json-logger``: about 50 ms of a 1000-passenger batch request, most
 of the request's cost. :class:`BlockMonitor` keeps everything a reader sees — the files
-(``<log_path>/<name>/data/data.<worker>.log``, rotated daily by the same handler), the schema
-file, one JSON object per passenger with ``timestamp``, ``request_id`` and ``trace_id`` — and
-changes only how they are produced: columns are extended a batch at a time and a request's
-lines go to the file as one write, so a killed server still loses only requests in flight.
+(``<log_path>/<name>/data/data.<worker>.log``, rotated daily), the schema file, one JSON object
+per passenger with ``timestamp``, ``request_id`` and ``trace_id`` — and changes how they are
+produced: columns are extended a batch at a time and a request's lines go to the file as one
+write, so a killed server still loses only requests in flight. Each monitor has loggers of its
+own, so that one process can write several streams (predictions and feedback).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import functools
 import itertools
@@ -20,11 +22,13 @@ import logging.handlers
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import bentoml
 import pydantic_core
 from bentoml._internal.context import trace_context
-from bentoml._internal.monitoring.base import MON_DATAS_VAR
+from bentoml._internal.monitoring.base import MON_COLUMN_VAR, MON_DATAS_VAR
 from bentoml._internal.monitoring.default import DefaultMonitor
 
 from lifeboat.settings import get_settings
@@ -70,25 +74,55 @@ def _schema_not_written(record: logging.LogRecord) -> None:
     logger.warning("monitoring schema not written: %s: %s", type(error).__name__, error)
 
 
+def _own_logger(name: str, handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(name)
+    for old in log.handlers[:]:  # a monitor set up again (tests) replaces its file handler
+        log.removeHandler(old)
+        old.close()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
 class BlockMonitor(DefaultMonitor):
-    """A :class:`DefaultMonitor` that writes each request's records in one piece."""
+    """A :class:`DefaultMonitor` that writes each request's records in one piece.
+
+    A record that cannot be written is counted and dropped: monitoring never fails a
+    prediction.
+    """
+
+    def _on_write_error(self, record: logging.LogRecord) -> None:
+        _dropped_by_handler(record)
 
     def _init_logger(self) -> None:
-        super()._init_logger()
-        assert self.data_logger is not None
-        # Lines arrive already as JSON; the handler (and its daily rotation) stays BentoML's.
+        # BentoML's version configures the process-wide loggers "bentoml_monitor_data" and
+        # "bentoml_monitor_schema" through logging.config.dictConfig: a second monitor in the
+        # process (predictions and feedback) would take over the first one's logger, and
+        # dictConfig closes every handler already open. Each monitor gets loggers of its own,
+        # with BentoML's files, daily rotation and schema format.
+        from bentoml._internal.context import server_context
+        from pythonjsonlogger.jsonlogger import JsonFormatter
+
+        worker = server_context.worker_index or 0
+        folder = Path(self.log_path) / self.name
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        (folder / "schema").mkdir(parents=True, exist_ok=True)
         # BentoML keeps every day's file forever: the rotation deletes the oldest beyond the
         # retention (LIFEBOAT_MONITORING_RETENTION_DAYS; 0 keeps them all).
-        retention = get_settings().monitoring_retention_days
-        for handler in self.data_logger.handlers:
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            if isinstance(handler, logging.handlers.TimedRotatingFileHandler):
-                handler.backupCount = retention
-            # logging's default prints a traceback per failed write and counts nothing.
-            handler.handleError = _dropped_by_handler  # type: ignore[method-assign]
-        assert self.schema_logger is not None
-        for handler in self.schema_logger.handlers:
-            handler.handleError = _schema_not_written  # type: ignore[method-assign]
+        data = logging.handlers.TimedRotatingFileHandler(
+            folder / "data" / f"data.{worker}.log",
+            when="D",
+            backupCount=get_settings().monitoring_retention_days,
+        )
+        data.setFormatter(logging.Formatter("%(message)s"))  # lines arrive already as JSON
+        # logging's default prints a traceback per failed write and counts nothing.
+        data.handleError = self._on_write_error  # type: ignore[method-assign]
+        schema = logging.handlers.RotatingFileHandler(folder / "schema" / f"schema.{worker}.log")
+        schema.setFormatter(JsonFormatter("()", validate=False))
+        schema.handleError = _schema_not_written  # type: ignore[method-assign]
+        self.data_logger = _own_logger(f"bentoml_monitor_data.{self.name}", data)
+        self.schema_logger = _own_logger(f"bentoml_monitor_schema.{self.name}", schema)
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """Append a column's values for every passenger of the block."""
@@ -128,3 +162,29 @@ class BlockMonitor(DefaultMonitor):
             queue.clear()
         if lines:
             self.data_logger.info(b"\n".join(lines).decode())
+
+
+class StrictBlockMonitor(BlockMonitor):
+    """A :class:`BlockMonitor` whose failed write raises, for records a client must resend
+    (feedback labels) rather than lose."""
+
+    def _on_write_error(self, record: logging.LogRecord) -> None:
+        raise  # noqa: PLE0704 - logging calls handleError inside its except block
+
+
+@contextlib.contextmanager
+def stream(name: str, strict: bool = False) -> Any:
+    """``bentoml.monitor(name)`` writing block by block to the configured folder (where
+    ``LIFEBOAT_MONITORING_DIR`` and ``LIFEBOAT_MONITORING_PER_HOST`` put it, else BentoML's
+    ``monitoring.options.log_path``)."""
+    log_dir = get_settings().monitoring_log_path
+    options = {"monitor_options": {"log_path": str(log_dir)}} if log_dir else {}
+    monitor_class = StrictBlockMonitor if strict else BlockMonitor
+    try:
+        with bentoml.monitor(name, monitor_class=monitor_class, **options) as mon:
+            yield mon
+    finally:
+        # bentoml.monitor leaves a failed record's buffers in the context, and the next record
+        # in the same context would fail BentoML's assertion that none is open.
+        MON_DATAS_VAR.set(None)
+        MON_COLUMN_VAR.set(None)

@@ -17,22 +17,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import bentoml
 import numpy as np
+from bentoml._internal.context import trace_context
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from lifeboat.bodies import DriftAlert, Prediction, Received, Scored
-from lifeboat.monitoring import BlockMonitor, count_dropped
+from lifeboat.monitoring import count_dropped, stream
 from lifeboat.passenger import BY_NAME, EXAMPLE, FEATURES, LABEL, NUMERIC_FEATURES
 from lifeboat.scoring import OnnxScorer
-from lifeboat.settings import get_settings
+from lifeboat.streams import PREDICTION_ID, PREDICTIONS, batch_ids, request_hex
 
 # A child of BentoML's logger, so INFO reaches the server log (the root logger shows WARNING+).
 logger = logging.getLogger("bentoml.lifeboat")
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
-MONITOR_NAME = "titanic"
 LOCAL_REGISTRY = "embedded"  # what /model_info shows for a registry in files of this machine
 
 
@@ -141,8 +140,8 @@ def drift_alerts(
     return alerts
 
 
-def predict(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
-    """Score passengers with one model snapshot.
+def predict(model: LoadedModel, passengers: Sequence[Any], ids: Sequence[str]) -> Scored:
+    """Score passengers with one model snapshot; ``ids`` are their prediction ids, in order.
 
     Raises:
         ValueError: The model answered something other than a probability for a passenger.
@@ -154,6 +153,7 @@ def predict(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
         raise ValueError(f"{model.tag} answered probabilities outside [0, 1]")
     return Scored(
         columns,
+        list(ids),
         probabilities.tolist(),
         (probabilities >= meta.threshold).astype(np.int64).tolist(),
         meta.version,
@@ -163,21 +163,23 @@ def predict(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
 
 def predict_and_log(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
     """Score one request's passengers and write their monitoring records."""
-    scored = predict(model, passengers)
+    scored = predict(model, passengers, batch_ids(trace_context.request_id, len(passengers)))
     log_predictions(scored)
     return scored
 
 
 def predict_received(model: LoadedModel, batch: Sequence[Received]) -> list[Prediction]:
     """Score an adaptive batch; each record is written under its own request's ids."""
-    scored = predict(model, [item.passenger for item in batch])
+    ids = [request_hex(item.request_id) for item in batch]
+    scored = predict(model, [item.passenger for item in batch], ids)
     for i, item in enumerate(batch):
         item.run_as_request(partial(log_predictions, scored.take(i, i + 1)))
     return scored.predictions()
 
 
 def log_predictions(scored: Scored) -> None:
-    """Write one ``bentoml.monitor`` record per passenger: features, label, outputs, version.
+    """Write one ``bentoml.monitor`` record per passenger: features, claimed label, outputs,
+    version and prediction id (``lifeboat.streams``).
 
     Never Name, Ticket or Cabin. Monitoring must not fail a prediction: errors are logged.
     """
@@ -189,10 +191,8 @@ def log_predictions(scored: Scored) -> None:
 
 
 def _log_block(scored: Scored) -> None:
-    log_dir = get_settings().monitoring_log_path
-    options = {"monitor_options": {"log_path": str(log_dir)}} if log_dir else {}
     try:
-        with bentoml.monitor(MONITOR_NAME, monitor_class=BlockMonitor, **options) as mon:
+        with stream(PREDICTIONS) as mon:
             for name in FEATURES:
                 kind = "categorical" if BY_NAME[name].kind == "category" else "numerical"
                 mon.log_batch(scored.columns[name], name, "feature", kind)
@@ -202,5 +202,6 @@ def _log_block(scored: Scored) -> None:
             mon.log_batch(scored.survived, "prediction", "prediction", "categorical")
             versions = [scored.model_version] * len(scored)
             mon.log_batch(versions, "model_version", "prediction", "categorical")
+            mon.log_batch(scored.prediction_ids, PREDICTION_ID, "prediction", "categorical")
     except Exception as exc:
         count_dropped(len(scored), exc)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # turns the admin routes off.
     api_token: SecretStr | None = Field(None, alias="LIFEBOAT_API_TOKEN")
     admin_token: SecretStr | None = Field(None, alias="LIFEBOAT_ADMIN_TOKEN")
+    # POST /feedback (outcomes of earlier predictions) takes this token or the admin token;
+    # with neither set, the route is off.
+    feedback_token: SecretStr | None = Field(None, alias="LIFEBOAT_FEEDBACK_TOKEN")
     # A BentoML home the export stage writes to; reloads resolve there. Unset: the serving
     # process's own store, which inside a built Bento holds only the models it was built with.
     model_store: Path | None = Field(None, alias="LIFEBOAT_MODEL_STORE")
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
     # alias points, reloading when it moved (replicas converge without a call). 0: only at start
     # and on POST /reload.
     registry_poll_seconds: float = Field(0.0, ge=0, alias="LIFEBOAT_REGISTRY_POLL_SECONDS")
+    # On SIGTERM, how long a worker lets requests in flight finish before cancelling them; keep
+    # it below the orchestrator's own (compose's stop_grace_period, Kubernetes' 30 s default).
+    shutdown_grace_seconds: float = Field(25.0, gt=0, alias="LIFEBOAT_SHUTDOWN_GRACE_SECONDS")
     # Prediction records. Unset: BentoML's monitoring.options.log_path (see service.py).
     monitoring_dir: Path | None = Field(None, alias="LIFEBOAT_MONITORING_DIR")
     # Days of rotated prediction logs kept (one file per worker and day); 0 keeps them all.
@@ -64,6 +70,7 @@ class Settings(BaseSettings):
         "spark_scratch",
         "api_token",
         "admin_token",
+        "feedback_token",
         "model_store",
         "reload_marker",
         "monitoring_dir",

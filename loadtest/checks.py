@@ -42,6 +42,14 @@ def prediction_problem(body: Any) -> str | None:
     return None
 
 
+def feedback_problem(body: Any, sent: int) -> str | None:
+    """What is wrong with a ``/feedback`` answer to ``sent`` labels."""
+    accepted = body.get("accepted") if isinstance(body, dict) else None
+    if accepted != sent:
+        return f"feedback accepted {accepted!r} of {sent} labels"
+    return None
+
+
 def batch_problem(body: Any, expected: int) -> str | None:
     """What is wrong with a ``/predict_titanic_batch`` answer to ``expected`` passengers."""
     predictions = body.get("predictions") if isinstance(body, dict) else None

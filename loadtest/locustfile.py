@@ -15,8 +15,13 @@ Locust's statistics, as an HTTP error is. Options of our own, also in the web UI
                   drifted single requests are reported as ``/predict_titanic (drifted)``
 --drift-source    ``module:factory`` of a drifted-passenger sampler (LIFEBOAT_DRIFT_SOURCE);
                   default ``drift.traffic``'s drifted population
---labelled        send each passenger's Survived, which the service logs as the label and
-                  ``python -m drift retrain`` learns from (LIFEBOAT_LABELLED)
+--labelled        report each passenger's Survived later, as a client that learns outcomes
+                  would: POST /feedback with the prediction's request_id, --feedback-delay
+                  seconds after the answer (LIFEBOAT_LABELLED); ``python -m drift retrain``
+                  learns from these labels
+--feedback-token  bearer token for POST /feedback (LIFEBOAT_FEEDBACK_TOKEN, else
+                  LIFEBOAT_ADMIN_TOKEN from the environment)
+--feedback-delay  seconds between an answer and its outcome's report (default 2)
 --api-token       bearer token, when the service sets one (LIFEBOAT_API_TOKEN)
 --think-time      a user waits uniformly 0..this many seconds between requests (0: none)
 --max-p99-ms      exit non-zero when the overall p99 is above this (0: no bound)
@@ -25,7 +30,9 @@ Locust's statistics, as an HTTP error is. Options of our own, also in the web UI
 from __future__ import annotations
 
 import logging
+import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,8 +40,9 @@ from typing import Any
 from locust import FastHttpUser, events, tag, task
 from locust.runners import WorkerRunner
 
-from loadtest.checks import batch_problem, prediction_problem
-from loadtest.passengers import DATA, Traffic, drift_sampler, load
+from loadtest.checks import batch_problem, feedback_problem, prediction_problem
+from loadtest.outcomes import FEEDBACK_ROUTE, Outcomes
+from loadtest.passengers import DATA, LABEL, Traffic, drift_sampler, load
 
 PREDICT_ROUTE = "/predict_titanic"
 BATCH_ROUTE = "/predict_titanic_batch"
@@ -71,7 +79,21 @@ def _options(parser: Any) -> None:
         action="store_true",
         default=False,
         env_var="LIFEBOAT_LABELLED",
-        help="Send each passenger's Survived, as a client reporting outcomes would.",
+        help="Report each passenger's Survived later through POST /feedback, as a client "
+        "learning outcomes would.",
+    )
+    parser.add_argument(
+        "--feedback-token",
+        default="",
+        env_var="LIFEBOAT_FEEDBACK_TOKEN",
+        is_secret=True,
+        help="Bearer token for POST /feedback (default: LIFEBOAT_ADMIN_TOKEN).",
+    )
+    parser.add_argument(
+        "--feedback-delay",
+        type=float,
+        default=2.0,
+        help="Seconds between a prediction and the report of its outcome.",
     )
     parser.add_argument(
         "--api-token",
@@ -124,11 +146,41 @@ class Passengers(FastHttpUser):
         )
         self.batch_size = max(1, options.batch_size)
         self.headers = {"Authorization": f"Bearer {options.api_token}"} if options.api_token else {}
+        self.outcomes = Outcomes(max(0.0, options.feedback_delay))
+        token = options.feedback_token or os.environ.get("LIFEBOAT_ADMIN_TOKEN", "")
+        if options.labelled and not token:
+            raise ValueError("--labelled needs --feedback-token (or LIFEBOAT_FEEDBACK_TOKEN)")
+        self.feedback_headers = {"Authorization": f"Bearer {token}"}
+
+    def on_stop(self) -> None:
+        # Outcomes still waiting are reported now: a stopping client does not lose them.
+        while items := self.outcomes.due(time.monotonic(), everything=True):
+            self._report(items)
+
+    def _remember(self, response: Any, labels: list[int | None]) -> None:
+        """Queue the outcomes of an answered request, by the request_id of each prediction."""
+        body = response.json()
+        now = time.monotonic()
+        for prediction, label in zip(body.get("predictions", [body]), labels, strict=True):
+            if label is None:
+                continue
+            if "request_id" not in prediction:
+                raise RuntimeError("the answer has no request_id to report the outcome with")
+            self.outcomes.add(now, prediction["request_id"], label)
+        if items := self.outcomes.due(now):
+            self._report(items)
+
+    def _report(self, items: list[dict[str, Any]]) -> None:
+        with self.client.post(
+            FEEDBACK_ROUTE, json=items, headers=self.feedback_headers, catch_response=True
+        ) as response:
+            judge(response, lambda body: feedback_problem(body, len(items)))
 
     @tag("single")
     @task(10)
     def predict_one(self) -> None:
         passenger, drifted = self.traffic.one()
+        label = passenger.pop(LABEL, None)
         with self.client.post(
             PREDICT_ROUTE,
             json=passenger,
@@ -136,34 +188,41 @@ class Passengers(FastHttpUser):
             name=f"{PREDICT_ROUTE} (drifted)" if drifted else PREDICT_ROUTE,
             catch_response=True,
         ) as response:
-            judge(response, prediction_problem)
+            answered = judge(response, prediction_problem)
+        if answered and label is not None:
+            self._remember(response, [label])
 
     @tag("batch")
     @task(1)
     def predict_batch(self) -> None:
         passengers = self.traffic.many(self.batch_size)
+        labels = [p.pop(LABEL, None) for p in passengers]
         with self.client.post(
             BATCH_ROUTE, json=passengers, headers=self.headers, catch_response=True
         ) as response:
-            judge(response, lambda body: batch_problem(body, len(passengers)))
+            answered = judge(response, lambda body: batch_problem(body, len(passengers)))
+        if answered and any(label is not None for label in labels):
+            self._remember(response, labels)
 
 
-def judge(response: Any, problem: Callable[[Any], str | None]) -> None:
-    """Mark a ``catch_response`` response failed unless it is a 200 with a correct JSON body."""
+def judge(response: Any, problem: Callable[[Any], str | None]) -> bool:
+    """Mark a ``catch_response`` response failed unless it is a 200 with a correct JSON body;
+    whether it was correct."""
     if response.status_code != 200:
         # the service's own words when it sent any; the client's error when it did not answer
         detail = (response.text or "")[:120] or response.error
         response.failure(f"HTTP {response.status_code}: {detail}")
-        return
+        return False
     try:
         body = response.json()
     except ValueError:
         response.failure("answer is not JSON")
-        return
+        return False
     if (message := problem(body)) is not None:
         response.failure(message)
-    else:
-        response.success()
+        return False
+    response.success()
+    return True
 
 
 @events.quitting.add_listener

@@ -110,8 +110,9 @@ def complete_categories(passengers: Sequence[dict[str, Any]]) -> list[dict[str, 
 class Traffic:
     """Draws passengers at random from ``passengers``, a share of them from ``drifted``.
 
-    ``labelled``: send ``Survived`` where a passenger has one, as a client reporting outcomes
-    would (the service logs it; ``drift retrain`` learns from it); otherwise it is dropped.
+    ``labelled``: keep ``Survived`` where a passenger has one, for the user to report through
+    ``POST /feedback`` after the answer (``drift retrain`` learns from those); otherwise it is
+    dropped. Each call returns a fresh dict, which the caller may change.
     """
 
     passengers: Sequence[dict[str, Any]]
@@ -124,9 +125,9 @@ class Traffic:
         """One passenger and whether it was drifted."""
         drifted = self.drifted is not None and self.rng.random() < self.drift_share
         passenger = self.drifted() if drifted else self.rng.choice(self.passengers)  # type: ignore[misc]
-        if not self.labelled and LABEL in passenger:
-            passenger = {k: v for k, v in passenger.items() if k != LABEL}
-        return passenger, drifted
+        if not self.labelled:
+            return {k: v for k, v in passenger.items() if k != LABEL}, drifted
+        return dict(passenger), drifted
 
     def many(self, count: int) -> list[dict[str, Any]]:
         """``count`` passengers for one batch request."""

@@ -33,7 +33,12 @@ COMPOSE = ROOT / ".venv" / "bin" / "docker-compose"
 OVERRIDE = Path(__file__).with_name("compose.moto.yml")
 PROJECT = "lifeboat-stacktest"
 REPLICAS = 2
-SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "LIFEBOAT_ADMIN_TOKEN")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "LIFEBOAT_ADMIN_TOKEN",
+    "LIFEBOAT_FEEDBACK_TOKEN",
+)
 # Services the S3 stand-in's in-memory objects live in: a restart test leaves it running.
 S3_STAND_IN = "minio"
 
@@ -65,6 +70,14 @@ class Stack:
     @property
     def monitoring(self) -> Path:
         return self.home / "monitoring"
+
+    def secret(self, name: str) -> str:
+        """A value of the stack's .env file (as the README has a user fill it in)."""
+        for line in self.env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key == name:
+                return value
+        raise KeyError(name)
 
     @property
     def gateway(self) -> str:

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from drift import traffic
 from tests.conftest import ROOT
 from tests.containers.conftest import REPLICAS, S3_STAND_IN, Stack, stack_commit, wait_for
+from tests.serving.harness import predict_then_report
 
 # The first test also pays for the session's fixture: building every image from nothing takes
 # several minutes on 2 cores, more than the suite's default per-test limit allows for.
@@ -248,15 +249,12 @@ def test_drift_report_reads_every_replicas_logs_from_the_bind_mount(stack):
 
 
 def test_a_promotion_reaches_every_replica_with_no_failed_request(stack):
-    # Labelled traffic through the gateway: drifted passengers, and every passenger of the data
-    # set, held-out rows included, so the challenger's gain and so its promotion are certain
-    # (as in tests/drift/test_drift_loop.py).
+    # Traffic through the gateway, its outcomes reported afterwards to POST /feedback (also
+    # through the gateway, so to whichever replica): drifted passengers, and every passenger of
+    # the data set, held-out rows included, so the challenger's gain and so its promotion are
+    # certain (as in tests/drift/test_drift_loop.py).
     batch = traffic.passengers(600, drifted=True, labelled=True, seed=5) + traffic.load_rows()
-    for start in range(0, len(batch), 500):
-        answer = httpx.post(
-            f"{stack.gateway}/predict_titanic_batch", json=batch[start : start + 500], timeout=60
-        )
-        assert answer.status_code == 200, answer.text
+    predict_then_report(stack.gateway, batch, stack.secret("LIFEBOAT_FEEDBACK_TOKEN"))
     load = locust(stack, seconds=600)
     try:
         started = time.monotonic()
@@ -266,6 +264,7 @@ def test_a_promotion_reaches_every_replica_with_no_failed_request(stack):
         )  # fmt: skip
         assert retrain.returncode == 0, retrain.stdout[-3000:] + retrain.stderr[-4000:]
         assert "PROMOTED" in retrain.stdout, retrain.stdout[-3000:]
+        assert f"{len(batch)} joined from feedback" in retrain.stdout, retrain.stdout[-3000:]
         assert production(stack) == "2"
         promoted = time.monotonic()
         wait_for(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
 
 from drift import logs, stats, traffic
-from drift.config import MONITOR_NAME
 from lifeboat.passenger import COLUMN_NAMES, FEATURES, LABEL
+from lifeboat.streams import PREDICTIONS as MONITOR_NAME
 
 BAD_LINES = (
     b"not json at all",
@@ -46,6 +47,8 @@ def test_reads_what_bentoml_monitor_really_writes(tmp_path):
         mon.log_batch([0.25, 0.5, 0.75], "probability", "prediction", "numerical")
         mon.log_batch([0, 1, 1], "prediction", "prediction", "categorical")
         mon.log_batch(["7", "7", "7"], "model_version", "prediction", "categorical")
+        ids = [traffic.prediction_id(i) for i in range(3)]
+        mon.log_batch(ids, "prediction_id", "prediction", "categorical")
     scan = logs.scan_logs(tmp_path)
     assert scan.data_dir == tmp_path / MONITOR_NAME / "data"
     assert scan.unreadable == 0
@@ -148,3 +151,55 @@ def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():
         assert stats.psi(base[name], shifted[name], categorical) > 0.2
     more_missing = again["Age"].where(again.index % 2 == 0)  # half the ages gone
     assert stats.psi(base["Age"], more_missing, categorical=False) > 0.2
+
+
+def test_only_feedback_labels_are_trained_on_unless_inline_ones_are_opted_in(tmp_path, write_log):
+    """Labels claimed inside prediction requests (anyone who may predict can send them) are
+    kept in the log but poison nothing: the export holds the labels of POST /feedback."""
+    honest = traffic.passengers(20, labelled=True, seed=1)
+    poisoned = [{**p, LABEL: 1 - p[LABEL]} for p in traffic.passengers(30, labelled=True, seed=2)]
+    write_log(tmp_path, honest, "1")
+    write_log(tmp_path, poisoned, "1", file="data.2.log", labels="inline")
+
+    rows, scan = logs.export_labelled(tmp_path, None, tmp_path / "trusted.csv")
+    assert rows == 20
+    with (tmp_path / "trusted.csv").open() as fh:
+        assert [int(r[LABEL]) for r in csv.DictReader(fh)] == [p[LABEL] for p in honest]
+    assert scan.feedback.claimed == 30 and scan.feedback.claimed_used == 0
+
+    rows, scan = logs.export_labelled(tmp_path, None, tmp_path / "all.csv", inline_labels=True)
+    assert rows == 50 and scan.feedback.claimed_used == 30
+
+
+def test_feedback_joins_by_prediction_id_counting_unmatched_and_repeated(tmp_path, write_log):
+    passengers = traffic.passengers(10, labelled=True, seed=4)
+    write_log(tmp_path, passengers, "1")
+    feedback = tmp_path / "titanic_feedback" / "data" / "data.1.log"
+    lines = feedback.read_text().splitlines()
+    first = json.loads(lines[0])
+    corrected = {**first, LABEL: 1 - first[LABEL]}  # a client correcting its first label
+    stranger = {**first, "prediction_id": "00000000000000ff"}  # no such prediction
+    extra = [json.dumps(corrected), json.dumps(stranger), "garbage", '{"prediction_id": 3}']
+    feedback.write_text("\n".join([*lines, *extra]) + "\n")
+
+    scan = logs.scan_logs(tmp_path)
+    assert scan.feedback.as_dict() == {
+        "received": 12,
+        "distinct": 11,
+        "duplicates": 1,
+        "joined": 10,
+        "unmatched": 1,
+        "unreadable_lines": 2,
+        "claimed_inline": 0,
+        "claimed_used": 0,
+        "inline_labels_trusted": False,
+    }
+    labels = scan.versions["1"].frame()[LABEL].tolist()
+    assert labels == [1 - passengers[0][LABEL], *(p[LABEL] for p in passengers[1:])]
+
+
+def test_feedback_before_the_window_is_left_out(tmp_path, write_log):
+    old = datetime.now() - timedelta(hours=3)
+    write_log(tmp_path, traffic.passengers(5, labelled=True, seed=5), "1", start=old)
+    scan = logs.scan_logs(tmp_path, since=datetime.now() - timedelta(hours=1))
+    assert scan.feedback.records == 0 and scan.rows == 0

@@ -24,6 +24,7 @@ import requests
 
 from drift import traffic
 from tests.conftest import ROOT
+from tests.serving.harness import predict_then_report
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 TOKEN = "drift-loop-admin-token"
@@ -171,11 +172,16 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
     before, pids = _workers(service.url), _worker_pids(service.proc)
     (old,) = {version for version, _, _ in before.values()}
     batch = traffic.passengers(1200, drifted=True, labelled=True, seed=21) + traffic.load_rows()
-    for start in range(0, len(batch), 500):
-        response = requests.post(
-            f"{service.url}/predict_titanic_batch", json=batch[start : start + 500], timeout=60
-        )
-        assert response.status_code == 200, response.text
+    predict_then_report(service.url, batch, TOKEN)
+    # Poison: every label wrong, claimed inside the prediction requests by a client that may
+    # predict but not report outcomes. Logged as claims, never trained on.
+    poison = traffic.passengers(600, drifted=True, labelled=True, seed=22)
+    response = requests.post(
+        f"{service.url}/predict_titanic_batch",
+        json=[{**p, "Survived": 1 - p["Survived"]} for p in poison],
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
     # Clients start once training is done (on 2 cores they would only slow it down) and run
     # through the import and the swap; the logs are the service's default folder.
     clients = Clients(service.url)
@@ -198,7 +204,7 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
 
     assert loop.returncode == 0, stdout + stderr.read_text()[-3000:]
     assert "PROMOTED" in stdout and "[report] drift=True" in stdout
-    assert "[export] 2509 labelled rows" in stdout
+    assert "[export] 2509 labelled rows (2509 joined from feedback)" in stdout
     new = _production(home)
     assert new != old
     serving = _workers(service.url)

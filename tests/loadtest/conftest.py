@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 from tests.serving.harness import server_env, serving
 
 STAND_IN_TOKEN = "stand-in-token"
+FEEDBACK_TOKEN = "loadtest-feedback-token"
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,7 @@ def served(trained, settings, session_home: Path) -> Iterator[str]:
     env = server_env(
         BENTOML_HOME=str(home),
         LIFEBOAT_API_TOKEN="",  # open, whatever a developer's .env says
+        LIFEBOAT_FEEDBACK_TOKEN=FEEDBACK_TOKEN,
         LIFEBOAT_MONITORING_DIR=str(session_home / "monitoring"),
     )
     with serving("service:TitanicSurvival", env, ROOT, session_home / "serve.log") as server:

@@ -8,6 +8,7 @@ import pytest
 
 from lifeboat.passenger import BY_NAME, FEATURES, Passenger
 from loadtest.checks import batch_problem, invocations_problem, prediction_problem
+from loadtest.outcomes import Outcomes
 from loadtest.passengers import (
     Traffic,
     complete_categories,
@@ -110,3 +111,26 @@ def test_the_locustfile_needs_no_more_than_locust_and_pydantic():
     code = "import loadtest.locustfile, loadtest.passengers as p; p.drift_sampler()"
     heavy = ("numpy", "pandas", "bentoml", "mlflow", "pyspark", "onnxruntime", "evidently")
     assert packages_imported_by(code, heavy) == []
+
+
+def test_outcomes_wait_their_delay_and_go_a_request_at_a_time():
+    outcomes = Outcomes(delay=5.0)
+    for i in range(1500):
+        outcomes.add(100.0 + i / 1000, f"{i:016x}", i % 2)
+    assert outcomes.due(104.9) == []  # nothing is 5 s old yet
+    first = outcomes.due(200.0)
+    assert len(first) == 1000  # the route's limit per request
+    assert first[0] == {"request_id": f"{0:016x}", "Survived": 0}
+    assert len(outcomes.due(200.0)) == 500 and outcomes.due(200.0) == []
+    outcomes.add(300.0, "00000000000000aa", 1)
+    assert outcomes.due(300.0) == []
+    late = outcomes.due(300.0, everything=True)
+    assert late == [{"request_id": "00000000000000aa", "Survived": 1}]
+
+
+def test_a_labelled_passenger_can_be_changed_without_changing_the_data():
+    traffic = Traffic(load(labelled=True), None, rng=random.Random(3), labelled=True)
+    for _ in range(50):
+        passenger, _ = traffic.one()
+        passenger.pop("Survived")  # what the user does before sending it
+    assert all("Survived" in p for p in load(labelled=True))

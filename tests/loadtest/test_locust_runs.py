@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.loadtest.conftest import STAND_IN_TOKEN
+from tests.loadtest.conftest import FEEDBACK_TOKEN, STAND_IN_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +80,13 @@ def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, 
     time.sleep(1.5)
     since = datetime.now().isoformat(timespec="seconds")
     run = locust(served, tmp_path, "--drift-share", "1", "--labelled", "--tags", "single",
+                 "--feedback-token", FEEDBACK_TOKEN, "--feedback-delay", "1",
                  "--max-p99-ms", "5000", seconds=6)  # fmt: skip
     assert run.returncode == 0, run.output
     sent = int(run.stats["/predict_titanic (drifted)"]["Request Count"])
     assert sent >= 60 and "/predict_titanic" not in run.stats
+    # Outcomes went to POST /feedback a second later, a list at a time (the rest at the stop).
+    assert 0 < int(run.stats["/feedback"]["Request Count"]) < sent
 
     logs = str(session_home / "monitoring")
     report = CliRunner().invoke(
@@ -93,9 +96,12 @@ def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, 
     folder = Path(report.output.strip().splitlines()[-1].removeprefix("report: "))
     summary = json.loads((folder / "summary.json").read_text())
     assert {"Pclass", "Fare", "Age"} <= set(summary["drifted_features"])
-    # Every record of the window is this run's (all labelled); Locust's final statistics may
-    # miss the last fraction of a second of requests, so the log holds at least what it counted.
+    # Every record of the window is this run's, each labelled through the feedback channel and
+    # none inline; Locust's final statistics may miss the last fraction of a second of
+    # requests, so the log holds at least what it counted.
     assert summary["rows"]["current"] == summary["rows"]["labelled"] >= sent
+    assert summary["feedback"]["joined"] == summary["rows"]["current"]
+    assert summary["feedback"]["unmatched"] == summary["feedback"]["claimed_inline"] == 0
 
 
 def test_wrong_answers_are_failures(stand_in, tmp_path):

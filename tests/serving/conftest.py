@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.serving.harness import ADMIN_TOKEN, Server, server_env, serving
+from tests.serving.harness import ADMIN_TOKEN, FEEDBACK_TOKEN, Server, server_env, serving
 
 WORKERS = 2
 
@@ -75,6 +75,7 @@ def server(serving_home: ServingHome) -> Iterator[Server]:
         MLFLOW_TRACKING_URI=serving_home.tracking_uri,
         LIFEBOAT_HOME=str(home),
         LIFEBOAT_ADMIN_TOKEN=ADMIN_TOKEN,
+        LIFEBOAT_FEEDBACK_TOKEN=FEEDBACK_TOKEN,
         LIFEBOAT_API_TOKEN="",
         LIFEBOAT_MODEL_STORE="",
         LIFEBOAT_MONITORING_DIR=str(home / "monitoring"),

@@ -22,6 +22,7 @@ import pytest
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 READY_SECONDS = 60
 ADMIN_TOKEN = "serving-tests-admin"
+FEEDBACK_TOKEN = "serving-tests-feedback"
 # The README's curl example, byte for byte, and the passenger it sends.
 CURL_BODY = '{"Pclass":3,"Sex":"male","Age":22,"SibSp":1,"Parch":0,"Fare":7.25,"Embarked":"S"}'
 CURL_PASSENGER: dict = json.loads(CURL_BODY)
@@ -85,13 +86,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def serving(target: str, env: Mapping[str, str], cwd: Path, log: Path) -> Iterator[Server]:
-    """``bentoml serve <target>`` on a free port until the block ends (the whole group dies).
-
-    Fails the test with the server's log if ``/readyz`` does not answer 200 within a minute.
-    """
-    port = free_port()
+def launch(
+    target: str, env: Mapping[str, str], cwd: Path, log: Path, port: int | None = None
+) -> Server:
+    """Start ``bentoml serve <target>`` on ``port`` (default: a free one) in its own group."""
+    port = port or free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
             [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
@@ -101,7 +100,20 @@ def serving(target: str, env: Mapping[str, str], cwd: Path, log: Path) -> Iterat
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the workers go with it
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
+@contextlib.contextmanager
+def serving(
+    target: str, env: Mapping[str, str], cwd: Path, log: Path, port: int | None = None
+) -> Iterator[Server]:
+    """``bentoml serve <target>`` on ``port`` (default: a free one) until the block ends (the
+    whole group dies).
+
+    Fails the test with the server's log if ``/readyz`` does not answer 200 within a minute.
+    """
+    server = launch(target, env, cwd, log, port)
+    process = server.process
     try:
         _wait_ready(server)
         yield server
@@ -185,3 +197,28 @@ def histogram(metrics_text: str, name: str, **labels: str) -> dict[str, float]:
                 key = sample.name.rsplit("_", 1)[1]
                 out[key] += sample.value
     return {**out, **{f"le={k}": v for k, v in buckets.items()}}
+
+
+def predict_then_report(url: str, passengers: list[dict], token: str, chunk: int = 500) -> None:
+    """Send passengers to the batch route without their ``Survived``, then each outcome to
+    ``POST /feedback`` by its prediction's ``request_id``, as a client that learns outcomes
+    later does; fails the test on any answer but 200."""
+    for start in range(0, len(passengers), chunk):
+        part = passengers[start : start + chunk]
+        answer = httpx.post(
+            f"{url}/predict_titanic_batch",
+            json=[{k: v for k, v in p.items() if k != "Survived"} for p in part],
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        ids = [p["request_id"] for p in answer.json()["predictions"]]
+        labels = [
+            {"request_id": i, "Survived": p["Survived"]} for i, p in zip(ids, part, strict=True)
+        ]
+        sent = httpx.post(
+            f"{url}/feedback",
+            json=labels,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert sent.status_code == 200 and sent.json() == {"accepted": len(part)}, sent.text

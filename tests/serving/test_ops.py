@@ -102,7 +102,13 @@ def test_openapi_describes_the_flat_body(client):
     assert schema["example"] == CURL_PASSENGER
     assert "passengers" not in json.dumps(single)  # BentoML's internal list stays hidden
     answer = single["responses"]["200"]["content"]["application/json"]["schema"]
-    assert set(answer["properties"]) == {"survived", "probability", "model_version", "drift_alerts"}
+    assert set(answer["properties"]) == {
+        "request_id",
+        "survived",
+        "probability",
+        "model_version",
+        "drift_alerts",
+    }
     batch = doc["paths"]["/predict_titanic_batch"]["post"]["requestBody"]["content"]
     batch_schema = batch["application/json"]["schema"]
     assert (batch_schema["type"], batch_schema["minItems"], batch_schema["maxItems"]) == (
@@ -114,5 +120,8 @@ def test_openapi_describes_the_flat_body(client):
     assert set(batch_answer["content"]["application/json"]["schema"]["properties"]) == {
         "predictions"
     }
-    for route in ("/health", "/model_info", "/reload"):
+    for route in ("/health", "/model_info", "/reload", "/feedback"):
         assert route in doc["paths"]
+    labels = doc["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]
+    one, many = labels["schema"]["oneOf"]
+    assert set(one["required"]) == {"request_id", "Survived"} and many["type"] == "array"

@@ -15,6 +15,7 @@ from lifeboat.serving import LoadedModel, ModelMetadata, predict
 ALERT = DriftAlert(feature="Fare", value=600.0, training_min=0.0, training_max=512.33)
 SCORED = Scored(
     columns={"Pclass": [3, 1, 2], "Fare": [7.25, 600.0, 13.0], "Survived": [None, 1, 0]},
+    prediction_ids=["00000000000000aa-0", "00000000000000aa-1", "00000000000000aa-2"],
     probability=[0.1, 0.9, 0.5],
     survived=[0, 1, 1],
     model_version="7",
@@ -27,6 +28,7 @@ def test_take_slices_every_column_and_renumbers_the_alerts():
     assert len(tail) == 2
     assert tail.columns == {"Pclass": [1, 2], "Fare": [600.0, 13.0], "Survived": [1, 0]}
     assert (tail.probability, tail.survived, tail.model_version) == ([0.9, 0.5], [1, 1], "7")
+    assert tail.prediction_ids == ["00000000000000aa-1", "00000000000000aa-2"]
     assert tail.drift_alerts == {0: [ALERT]}
     assert SCORED.take(2, 3).drift_alerts == {}
 
@@ -37,6 +39,7 @@ def test_the_batch_body_is_what_pydantic_writes_for_the_same_predictions():
     assert fast.decode() == slow
     body = json.loads(fast)["predictions"]
     assert [p["drift_alerts"] for p in body] == [[], [ALERT.model_dump()], []]
+    assert [p["request_id"] for p in body] == SCORED.prediction_ids
 
 
 class _Answers:
@@ -61,7 +64,7 @@ def _passenger() -> object:
 
 
 def test_classes_follow_the_threshold_as_plain_ints():
-    scored = predict(_model([0.2, 0.5, 0.8]), [_passenger()] * 3)
+    scored = predict(_model([0.2, 0.5, 0.8]), [_passenger()] * 3, ["a", "b", "c"])
     assert scored.survived == [0, 1, 1]
     assert all(type(s) is int for s in scored.survived)
 
@@ -69,4 +72,4 @@ def test_classes_follow_the_threshold_as_plain_ints():
 @pytest.mark.parametrize("bad", [float("nan"), 1.5, -0.1])
 def test_an_answer_that_is_not_a_probability_is_an_error_not_a_body(bad):
     with pytest.raises(ValueError, match="outside"):
-        predict(_model([0.3, bad]), [_passenger()] * 2)
+        predict(_model([0.3, bad]), [_passenger()] * 2, ["a", "b"])
