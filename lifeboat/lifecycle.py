@@ -205,6 +205,10 @@ def prepare_server(stored: Any, settings: Settings, workers: int) -> None:
     """
     arbiter = psutil.Process()
     pointer = reloading.marker_path(settings, arbiter)
+    # The private folder holds one pointer per server that ever ran here: forget the stopped.
+    private = settings.reload_marker is None
+    if private and (forgotten := reloading.forget_dead_servers(pointer.parent)):
+        logger.info("forgot %d stopped servers' pointers", len(forgotten))
     store = reloading.open_store(settings)
     production = reloading.production_source(settings, store)
     try:

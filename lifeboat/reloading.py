@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
+import shutil
 import stat
 import tempfile
 import threading
@@ -352,6 +354,32 @@ def marker_path(settings: Settings, arbiter: psutil.Process | None = None) -> Pa
     # keeps a later server that reuses the pid from reading this server's pointer.
     arbiter = arbiter or psutil.Process(os.getppid())
     return folder / f"serving-{arbiter.pid}-{arbiter.create_time():.0f}.json"
+
+
+_SERVER_NAME = re.compile(r"^serving-(\d+)-(\d+)(?=\.)")
+
+
+def forget_dead_servers(folder: Path) -> list[str]:
+    """Delete the pointers, locks and worker records of servers that are gone.
+
+    Their names carry the supervising process's pid and start time (:func:`marker_path`); a
+    name whose process no longer runs, or runs with another start time (a reused pid), belongs
+    to no server. Returns the names forgotten.
+    """
+    forgotten: set[str] = set()
+    for path in folder.glob("serving-*"):
+        if (match := _SERVER_NAME.match(path.name)) is None:
+            continue
+        pid, started = int(match[1]), match[2]
+        with contextlib.suppress(psutil.Error):
+            if f"{psutil.Process(pid).create_time():.0f}" == started:
+                continue
+        forgotten.add(match[0])
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return sorted(forgotten)
 
 
 def private_dir(folder: Path) -> Path:
