@@ -2,7 +2,9 @@
 
 A failure here must not leave Production ahead of the service: when this call promoted the
 version, :func:`undo` deletes the store model it imported, points the production alias back and,
-if the service had already swapped, reloads it back.
+if the service had already swapped, reloads it back. An interrupt (SIGINT, SIGTERM) is undone
+the same way before it goes on. The alias goes back only if it still points at this call's
+version (:func:`training.registry.unmoved`): a promotion made meanwhile by someone else stays.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drift.reload import ReloadError, reload_service, serving_version
+from training.runs import INTERRUPTS, exit_code
 
 if TYPE_CHECKING:
     from drift.retrain import Retrain
@@ -60,17 +63,28 @@ def ship(state: Retrain, promoted_now: bool, previous: str | None) -> None:
                 if not done.reached
                 else f"service now serves v{done.version} ({done.detail})",
             )
-    except Exception as exc:
+    except (Exception, *INTERRUPTS) as exc:
         state.step("failed", f"{type(exc).__name__}: {exc}")
+        if exit_code(exc) and not promoted_now:
+            raise
         if not promoted_now:
             raise StepFailed(f"{exc}; nothing was promoted by this call") from exc
-        undo(state, previous, created_tag, reload_sent)
-        raise StepFailed(f"{exc}; Production and the service rolled back") from exc
+        undone = undo(state, previous, created_tag, reload_sent)
+        if exit_code(exc):
+            raise
+        raise StepFailed(f"{exc}; {undone}") from exc
     state.step("done", f"v{state.version} in Production and served")
 
 
-def undo(state: Retrain, previous: str | None, created_tag: str | None, reload_sent: bool) -> None:
-    """Put the store, the alias and the service back as they were before this call."""
+def undo(state: Retrain, previous: str | None, created_tag: str | None, reload_sent: bool) -> str:
+    """Put the store, the alias and the service back as they were before this call.
+
+    The alias goes back only if it still points at ``state.version``, the one this call
+    promoted; if someone moved it meanwhile it is left, and so is the service.
+
+    Returns:
+        What was put back, for the error message.
+    """
     import bentoml
     from mlflow import MlflowClient
 
@@ -78,22 +92,30 @@ def undo(state: Retrain, previous: str | None, created_tag: str | None, reload_s
 
     settings = state.settings
     client = MlflowClient(tracking_uri=settings.tracking_uri)
+    removed = f"; store model {created_tag} removed" if created_tag else ""
     if created_tag is not None:
         store = settings.bento_store()
         bentoml.models.delete(created_tag, **({} if store is None else {"_model_store": store}))
-    if previous is not None:
-        registry.promote(client, settings.model_name, settings.production_alias, previous)
-    else:  # this call made the first Production version: there is none to go back to
-        client.delete_registered_model_alias(settings.model_name, settings.production_alias)
-        client.transition_model_version_stage(settings.model_name, state.version, "Archived")
+    try:
+        with registry.unmoved(client, settings, state.version):
+            if previous is not None:
+                registry.promote(client, settings.model_name, settings.production_alias, previous)
+            else:  # this call made the first Production version: there is none to go back to
+                client.delete_registered_model_alias(settings.model_name, settings.production_alias)
+                client.transition_model_version_stage(
+                    settings.model_name, state.version, "Archived"
+                )
+    except registry.ProductionMoved as moved:
+        state.step("undo", f"{moved}; the service was not reloaded back{removed}")
+        return f"{moved}; the service was not reloaded back"
     if reload_sent and previous and serving_version(state.options.service_url) != previous:
         try:
             reload_service(state.options.service_url, state.options.admin_token or "", previous)
         except ReloadError as exc:
             state.step("undo", f"service did not go back to v{previous}: {exc}")
-            return
-    removed = f"; store model {created_tag} removed" if created_tag else ""
+            return f"production alias back on v{previous}, but the service did not go back"
     state.step("undo", f"production alias back on v{previous}{removed}")
+    return "Production and the service rolled back"
 
 
 def bento_build() -> str:

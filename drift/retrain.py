@@ -14,7 +14,6 @@ imported and reloaded only if it is still Production and not yet served.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from drift.config import DriftSettings
 from drift.deploy import StepFailed, ship
 from drift.logs import export_labelled
 from drift.tracking import DriftRun
+from training import runs
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,13 @@ class Retrain:
 
 @contextmanager
 def exclusive(state_dir: Path) -> Iterator[None]:
-    """One retrain at a time per state folder (two would race for the production alias)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / ".drift-retrain.lock").open("w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise drift_report.DriftDataError("another drift retrain is running") from None
-        yield
+    """The writers' lock (:func:`training.runs.exclusive`, which ``training train`` holds too),
+    refused as a :class:`~drift.report.DriftDataError` (exit 2) when another one holds it."""
+    try:
+        with runs.exclusive(state_dir):
+            yield
+    except runs.Busy as exc:
+        raise drift_report.DriftDataError(str(exc)) from None
 
 
 def retrain(
@@ -101,15 +100,21 @@ def retrain(
 
     Returns:
         0 done (promoted or not, or nothing to do), 1 a step failed and what this call changed
-        was undone, 2 a usage or data error.
+        was undone, 2 a usage or data error (also: another train or retrain is running), 130 or
+        143 interrupted by SIGINT or SIGTERM (the MLflow runs end KILLED, after the undo of a
+        promotion this call made).
     """
     complain = complain or say
     state = Retrain(options, settings, say)
     if options.reload and not options.dry_run and not options.admin_token:
         complain("error: LIFEBOAT_ADMIN_TOKEN is not set (needed for POST /reload; or --no-reload)")
         return EXIT_DATA_ERROR
+    killed = False
     try:
-        with contextlib.nullcontext() if options.dry_run else exclusive(settings.state_dir):
+        with (
+            runs.sigterm_raises(),
+            contextlib.nullcontext() if options.dry_run else exclusive(settings.state_dir),
+        ):
             if not options.dry_run:
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 state.run = DriftRun(settings, f"retrain-{stamp}", {"stage": "retrain"})
@@ -119,18 +124,21 @@ def retrain(
         code, reason = EXIT_DATA_ERROR, str(exc)
     except StepFailed as exc:
         code, reason = EXIT_STEP_FAILED, str(exc)
-    except BaseException as exc:  # unexpected: record it, then let it surface with its traceback
-        if state.run is not None:
-            state.step("failed", f"{type(exc).__name__}: {exc}")
-            state.run.finish(ok=False)
-        raise
+    except BaseException as exc:
+        if (signalled := runs.exit_code(exc)) is None:  # unexpected: record it, then surface it
+            if state.run is not None:
+                state.step("failed", f"{type(exc).__name__}: {exc}")
+                state.run.finish(ok=False)
+            raise
+        # SIGINT or SIGTERM: exit as the signal would have, the runs ended KILLED.
+        code, reason, killed = signalled, runs.describe(exc), True
     if code != EXIT_DONE:
         if state.run is not None:
-            state.step("failed", reason)
+            state.step("interrupted" if killed else "failed", reason)
         complain(f"error: {reason}")
     if state.run is not None:
         state.run.tags({"promoted": state.promoted, "reloaded": state.reloaded})
-        state.run.finish(ok=code == EXIT_DONE)
+        state.run.finish(ok=code == EXIT_DONE, killed=killed)
     return code
 
 
@@ -199,6 +207,8 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
             settings,
         )
     except Exception as exc:  # any training failure leaves Production as it was
+        if runs.exit_code(exc):  # a Ctrl-C that py4j's clean-up turned into its own error
+            raise
         state.step("train", f"failed: {type(exc).__name__}: {exc}")
         raise StepFailed(f"training failed; Production v{previous} unchanged") from exc
     state.version, state.promoted = str(trained.version), trained.promoted
@@ -218,7 +228,8 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
     if not trained.promoted:
         state.step("done", f"Production v{previous} and the service left as they were")
         return EXIT_DONE
-    ship(state, promoted_now=True, previous=previous)
+    # What the training's compare-and-set replaced, which an undo puts back.
+    ship(state, promoted_now=True, previous=trained.production_at_start)
     return EXIT_DONE
 
 

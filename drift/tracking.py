@@ -64,8 +64,18 @@ class DriftRun:
     def artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
-    def finish(self, ok: bool = True) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+    def finish(self, ok: bool = True, killed: bool = False) -> None:
+        """End the run FINISHED, FAILED, or KILLED (interrupted); a run that did not finish
+        ends its nested runs that are still RUNNING the same way."""
+        status = "KILLED" if killed else "FINISHED" if ok else "FAILED"
+        if status != "FINISHED":
+            run = self.client.get_run(self.run_id)
+            for child in self.client.search_runs(
+                [run.info.experiment_id],
+                f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'",
+            ):
+                self.client.set_terminated(child.info.run_id, status)
+        self.client.set_terminated(self.run_id, status)
 
 
 def _experiment_id(client: Any, settings: Settings) -> str:

@@ -44,7 +44,13 @@ def train(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Train LR, RF and GBT with CV on Spark; log to MLflow; register and maybe promote."""
+    """Train LR, RF and GBT with CV on Spark; log to MLflow; register and maybe promote.
+
+    One train or retrain at a time per LIFEBOAT_HOME; a promotion happens only if the production
+    alias is still where it was at the start. Exit 0 done (promoted or not), 1 ONNX export
+    failed, 2 bad data or another train or retrain running, 3 no Java, 130/143 interrupted
+    (SIGINT/SIGTERM; the MLflow runs end KILLED).
+    """
     setup_logging(verbose)
     if skip_if_production:
         from training import registry
@@ -64,6 +70,7 @@ def train(
     from training.java import JavaMissingError
     from training.onnx_export import ConversionError
     from training.pipeline import TrainOptions, run
+    from training.runs import INTERRUPTS, Busy, describe, exit_code, sigterm_raises
     from training.spark import ScratchError
 
     settings = get_settings()
@@ -78,13 +85,19 @@ def train(
         promote=promote,
     )
     try:
-        outcome = run(options, settings)
+        with sigterm_raises():
+            outcome = run(options, settings)
     except JavaMissingError as exc:
         fail(3, str(exc))
-    except (DataError, ScratchError) as exc:
+    except (DataError, ScratchError, Busy) as exc:
         fail(2, str(exc))
     except ConversionError as exc:
         fail(1, f"ONNX export failed: {exc}")
+    except (Exception, *INTERRUPTS) as exc:
+        if (code := exit_code(exc)) is None:
+            raise
+        # The runs have ended KILLED; exit as the signal would have.
+        fail(code, f"{describe(exc)}; its MLflow runs ended KILLED")
     typer.echo(f"\n{'family':<22}{'CV AUC':>8}{'held-out AUC':>14}{'ONNX |Δp|':>12}")
     for name, figures in outcome.families.items():
         typer.echo(

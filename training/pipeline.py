@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from lifeboat.passenger import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
 from lifeboat.settings import PROJECT_ROOT, Settings
-from training import evaluate, registry
+from training import evaluate, registry, runs
 from training.data import load_passengers
 from training.features import feature_names
 from training.java import java_version
@@ -72,6 +72,7 @@ class Outcome:
     reason: str
     families: dict[str, dict[str, float]]
     gate: registry.Decision | None = None  # the promotion gate's verdict, promoted or held
+    production_at_start: str | None = None  # the version a promotion expected to replace
 
 
 def git_commit() -> str:
@@ -181,18 +182,24 @@ def log_family(
 def run(options: TrainOptions, settings: Settings) -> Outcome:
     """Train every family, log them under one parent run, register and maybe promote.
 
+    Holds the writers' lock of ``LIFEBOAT_HOME`` throughout, and promotes only if the production
+    alias still points where it did at the start (:func:`training.registry.unmoved`). An
+    interrupt ends the runs KILLED, an error FAILED.
+
     Raises:
         ScratchError: A cluster master without a shared scratch directory (before any work).
+        training.runs.Busy: Another train or retrain holds the lock (before any work).
     """
     require_scratch(settings)
     # The frames read from the CSVs stay lazy: the copies the executors read must outlive them.
-    with shared_folder("inputs-") as inputs:
+    with runs.exclusive(settings.state_dir), shared_folder("inputs-") as inputs:
         return _run(options, settings, inputs)
 
 
 def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
     started = time.perf_counter()
     client = registry.configure(settings)
+    at_start = registry.production_number(client, settings.model_name, settings.production_alias)
     spark = get_spark()
     loaded = load_passengers(
         spark, options.data, quarantine_dir=settings.quarantine_dir, staging=inputs
@@ -204,7 +211,7 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
         )
     load_seconds = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    with mlflow.start_run(run_name=f"pipeline-{stamp}") as parent:
+    with runs.tracked_run(run_name=f"pipeline-{stamp}") as parent:
         mlflow.set_tags(
             {
                 "dataset_sha256": loaded.sha256,
@@ -271,7 +278,7 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
                 diff,
                 parity_rows.count(),
             )
-            with mlflow.start_run(run_name=family.name, nested=True) as child:
+            with runs.tracked_run(run_name=family.name, nested=True) as child:
                 mlflow.set_tags({"dataset_sha256": loaded.sha256, "stage": "family"})
                 figures = log_family(result, names, diff, onnx_seconds)
             if not diff <= PARITY_TOLERANCE:
@@ -303,7 +310,7 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
             "rows_used": loaded.valid_rows,
             **feature_profile(reference),
         }
-        with mlflow.start_run(run_id=child_id, nested=True):
+        with runs.tracked_run(run_id=child_id, nested=True):
             model_uri = registry.log_served_model(onnx_bytes, best.pipeline, metadata, reference)
         decision = registry.compare_with_production(
             client, settings, heldout_auc, baseline, held_out
@@ -323,9 +330,13 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
         promoted = decision.promote and options.promote
         reason = decision.reason + (HELD if decision.promote and not promoted else "")
         if promoted:
-            registry.promote(
-                client, settings.model_name, settings.production_alias, version.version
-            )
+            try:
+                with registry.unmoved(client, settings, at_start):
+                    registry.promote(
+                        client, settings.model_name, settings.production_alias, version.version
+                    )
+            except registry.ProductionMoved as moved:
+                promoted, reason = False, f"{moved} (the gate had passed: {decision.reason})"
         log.info(
             "challenger %s v%s: %s — %s",
             best.family.label,
@@ -339,6 +350,7 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
                 "registered_version": version.version,
                 "promoted": str(promoted),
                 "decision": reason,
+                "production_at_start": at_start or "none",
             }
         )
         mlflow.log_metrics(
@@ -371,4 +383,5 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
             for r, _, _, f in results
         },
         gate=decision,
+        production_at_start=at_start,
     )

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from lifeboat.passenger import FEATURES, LABEL
 from lifeboat.settings import PROJECT_ROOT, Settings
+from training.runs import exclusive
 from training.spark import shared_folder, written
 
 if TYPE_CHECKING:
@@ -102,6 +104,45 @@ def production_version(client: MlflowClient, name: str, alias: str) -> ModelVers
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def production_number(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version number the alias points at, as a string, or None."""
+    current = production_version(client, name, alias)
+    return None if current is None else str(current.version)
+
+
+class ProductionMoved(RuntimeError):
+    """The alias is no longer where this writer saw it, so it was left as it is."""
+
+    def __init__(self, alias: str, expected: str | None, found: str | None) -> None:
+        self.expected, self.found = expected, found
+        was, now = (f"v{v}" if v else "no version" for v in (expected, found))
+        super().__init__(f"{alias} moved from {was} to {now} during this run; left as it is")
+
+
+@contextlib.contextmanager
+def unmoved(client: MlflowClient, settings: Settings, expected: str | None) -> Iterator[None]:
+    """Compare-and-set for the production alias: write it inside this block, or not at all.
+
+    MLflow has no atomic compare-and-set on aliases. The block holds the writers' lock
+    (:func:`training.runs.exclusive`) and re-reads the alias under it, so no Lifeboat train or
+    retrain sharing this ``LIFEBOAT_HOME`` can move it between the read and the write. A writer
+    outside the lock (the MLflow UI, another machine on the same tracking server) moving it in
+    those few milliseconds is not excluded.
+
+    Args:
+        expected: The version this run saw at its start (None: there was no Production).
+
+    Raises:
+        ProductionMoved: The alias points elsewhere now; nothing was written.
+        training.runs.Busy: Another process holds the lock.
+    """
+    with exclusive(settings.state_dir):
+        found = production_number(client, settings.model_name, settings.production_alias)
+        if found != expected:
+            raise ProductionMoved(settings.production_alias, expected, found)
+        yield
 
 
 def score_version(name: str, version: str, passengers: pd.DataFrame) -> np.ndarray:

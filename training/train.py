@@ -197,21 +197,25 @@ def cross_validate(
     remaining = dict.fromkeys(range(folds), len(points))
     with ThreadPoolExecutor(max_workers=parallelism) as pool:
         jobs = [pool.submit(fit_and_score, k, i) for k in range(folds) for i in range(len(points))]
-        for job in as_completed(jobs):
-            k, i, auc = job.result()
-            scores[i, k] = auc
-            remaining[k] -= 1
-            if remaining[k] == 0:
-                log.info(
-                    "%s %s: fold %d/%d done, best AUC %.4f (%d grid points, %.1fs)",
-                    progress,
-                    family.label,
-                    k + 1,
-                    folds,
-                    scores[:, k].max(),
-                    len(points),
-                    time.perf_counter() - started,
-                )
+        try:
+            for job in as_completed(jobs):
+                k, i, auc = job.result()
+                scores[i, k] = auc
+                remaining[k] -= 1
+                if remaining[k] == 0:
+                    log.info(
+                        "%s %s: fold %d/%d done, best AUC %.4f (%d grid points, %.1fs)",
+                        progress,
+                        family.label,
+                        k + 1,
+                        folds,
+                        scores[:, k].max(),
+                        len(points),
+                        time.perf_counter() - started,
+                    )
+        except BaseException:  # a failed fit or an interrupt: the rest of the grid is not run
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     cv_seconds = time.perf_counter() - started
     for fit_on, held in splits:
         fit_on.unpersist()

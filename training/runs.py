@@ -1,0 +1,162 @@
+"""What a train or retrain process owes the others: one writer at a time, truthful run statuses.
+
+Both ``python -m training train`` and ``python -m drift retrain`` write the production alias, so
+both hold :func:`exclusive`, one lock file in ``LIFEBOAT_HOME``: a second one fails at once, with
+exit 2 and the first one's command line and pid, rather than waiting (a retrain takes minutes, and
+a scheduler retries a failed task on its own). The lock excludes the Lifeboat writers that share
+the state folder: processes on this machine, or containers mounting the same ``LIFEBOAT_HOME``.
+It does not reach a writer elsewhere on the same tracking server, nor the MLflow UI.
+
+A process stopped by ``SIGTERM`` or Ctrl-C unwinds as with an exception (:func:`sigterm_raises`,
+and PySpark's own SIGINT handler), so its MLflow runs end ``KILLED`` (:func:`tracked_run`) rather
+than staying ``RUNNING``, and its command exits 143 or 130 (:func:`exit_code`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
+
+LOCK_FILE = ".lifeboat-writer.lock"
+
+_held: dict[Path, int] = {}  # lock file → the thread holding it, for re-entry by that thread
+
+
+class Busy(RuntimeError):
+    """Another train or retrain holds the writers' lock of this ``LIFEBOAT_HOME``."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``with`` blocks and ``finally`` clauses run.
+
+    A BaseException, like KeyboardInterrupt: ``except Exception`` must not swallow it.
+    """
+
+
+INTERRUPTS = (KeyboardInterrupt, Terminated)
+
+
+@contextmanager
+def exclusive(state_dir: Path) -> Iterator[None]:
+    """Hold the writers' lock of ``state_dir`` (``LIFEBOAT_HOME``; an flock, which the kernel
+    releases however the process ends).
+
+    Re-entrant for the thread that holds it: a retrain holds it and the training it runs asks
+    again. The file names its holder, so that the one refused can say who is in the way.
+
+    Raises:
+        Busy: Another process (or another thread of this one) holds it.
+    """
+    path = (state_dir / LOCK_FILE).resolve()
+    if _held.get(path) == threading.get_ident():
+        yield
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Opened without truncation: the holder's line must survive the attempts of others.
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = fh.read().strip() or "a process that has not named itself yet"
+            raise Busy(
+                f"another train or retrain is running on {state_dir} ({who}); "
+                "try again when it has finished"
+            ) from None
+        fh.truncate(0)
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        fh.write(f"{_command_line()}, pid {os.getpid()}, since {since}\n")
+        fh.flush()
+        _held[path] = threading.get_ident()
+        try:
+            yield
+        finally:
+            del _held[path]
+
+
+def _command_line() -> str:
+    """``python -m drift retrain --quick`` rather than ``…/drift/__main__.py retrain --quick``."""
+    first, rest = Path(sys.argv[0]), sys.argv[1:]
+    program = f"python -m {first.parent.name}" if first.name == "__main__.py" else first.name
+    return " ".join([program, *rest])
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    # A second SIGTERM during the clean-up ends the process at once, as an operator expects.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # As PySpark does for SIGINT: stop the jobs in flight, or the fits in other threads run on.
+    pyspark = sys.modules.get("pyspark")
+    context = getattr(pyspark, "SparkContext", None)
+    if context is not None and context._active_spark_context is not None:
+        with suppress(Exception):
+            context._active_spark_context.cancelAllJobs()
+    raise Terminated("SIGTERM")
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; else no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def interrupt_of(exc: BaseException | None) -> BaseException | None:
+    """The interrupt behind ``exc``: itself, or one that an error in its clean-up replaced.
+
+    py4j answers a Ctrl-C during a Spark call by closing its connection, and when that fails
+    its ``Py4JError`` is what propagates, with the KeyboardInterrupt as its context.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, INTERRUPTS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """128 + the signal's number for an interrupt (143 SIGTERM, 130 SIGINT), else None."""
+    found = interrupt_of(exc)
+    if found is None:
+        return None
+    return 128 + (signal.SIGTERM if isinstance(found, Terminated) else signal.SIGINT)
+
+
+def describe(exc: BaseException) -> str:
+    """``interrupted by SIGTERM`` or ``… SIGINT``, for a step line or an error message."""
+    return "interrupted by " + ("SIGTERM" if exit_code(exc) == 128 + signal.SIGTERM else "SIGINT")
+
+
+@contextmanager
+def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
+    """``mlflow.start_run(**kwargs)`` whose run ends KILLED when an interrupt stops the block.
+
+    MLflow's own ``with mlflow.start_run()`` ends it FAILED for any exception; this one ends it
+    FAILED for an error and KILLED for SIGINT or SIGTERM (with :func:`sigterm_raises`).
+    """
+    import mlflow
+
+    active = mlflow.start_run(**kwargs)
+    try:
+        yield active
+    except BaseException as exc:
+        mlflow.end_run("KILLED" if exit_code(exc) else "FAILED")
+        raise
+    mlflow.end_run()
