@@ -161,11 +161,21 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
     from training.data import file_sha256
 
     options, settings = state.options, state.settings
-    rows, _ = export_labelled(options.report.logs, options.report.since, csv_path)
+    report = options.report
+    rows, scan = export_labelled(report.logs, report.since, csv_path, report.inline_labels)
+    feedback = scan.feedback
     if rows == 0:
-        raise drift_report.DriftDataError("no labelled rows in the logs to retrain on")
+        unused = f"; {feedback.claimed} labels claimed inline not used (--inline-labels)"
+        hint = "" if report.inline_labels else unused
+        raise drift_report.DriftDataError(
+            f"no labelled rows to retrain on: {len(feedback.joined)} feedback labels joined to "
+            f"logged predictions{hint}"
+        )
     sha = file_sha256(csv_path)
-    state.step("export", f"{rows} labelled rows → {csv_path.name} (sha256 {sha[:12]})")
+    source = f"{len(feedback.joined)} joined from feedback"
+    if report.inline_labels:
+        source += f", {feedback.claimed_used} claimed inline"
+    state.step("export", f"{rows} labelled rows ({source}) → {csv_path.name} (sha256 {sha[:12]})")
     if state.run is not None:
         state.run.artifact(csv_path)
         state.run.tags({"extra_data_sha256": sha})
