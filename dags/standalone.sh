@@ -11,6 +11,8 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__PORT="$3"
 export LIFEBOAT_PROJECT="$project"
 export LIFEBOAT_PYTHON="${LIFEBOAT_PYTHON:-$(cd "$(dirname "$2")" && pwd)/$(basename "$2")}"
+# standalone starts its components as `airflow …` from PATH; appended, so `python` stays as is.
+export PATH="$PATH:$venv/bin"
 mkdir -p "$AIRFLOW_HOME"
 passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 cat <<MSG

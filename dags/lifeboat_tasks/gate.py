@@ -35,6 +35,27 @@ PARAMS = {
 }
 
 
+class Approval(ApprovalOperator):
+    """The standard provider's approval, whose answer is also its XCom ``answer``: the option,
+    who chose it (None when the timeout chose the default) and whether it timed out."""
+
+    def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+        # Pushed first: on a rejection the parent skips the downstream tasks by raising. The
+        # resume event does not carry the user on Airflow 3.3; the stored response does.
+        who = get_hitl_detail_content_detail(context["ti"].id).responded_by_user
+        context["ti"].xcom_push(
+            key="answer",
+            value={
+                "option": event["chosen_options"][0],
+                "by": who.name if who else None,
+                "timed_out": bool(event.get("timedout")),
+            },
+        )
+        return super().execute_complete(context, event)
+
+
 def approval_timeout() -> timedelta:
     return timedelta(hours=float(os.environ.get("LIFEBOAT_APPROVAL_TIMEOUT_HOURS", "24")))
 
@@ -52,7 +73,7 @@ def figure(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def describe(outcome: dict[str, Any]) -> dict[str, str]:
+def describe(outcome: dict[str, Any], build: bool) -> dict[str, str]:
     """The approval form's subject and Markdown body."""
     name, version = outcome["model_name"], outcome["version"]
     production = outcome["production_version"]
@@ -74,8 +95,9 @@ def describe(outcome: dict[str, Any]) -> dict[str, str]:
             "",
             f"MLflow run: [{outcome['run_id']}]({run_link(outcome)})",
             "",
-            "**Approve**: promote it, import it into the BentoML store, build the Bento and "
-            "reload the service. **Reject**, or no answer within "
+            "**Approve**: promote it, import it into the BentoML store, "
+            + ("build the Bento, " if build else "")
+            + "reload the service. **Reject**, or no answer within "
             f"{hours:g} h: Production stays " + (f"v{production}." if production else "empty."),
         ]
     )
@@ -96,10 +118,10 @@ def approval_gate(outcome_task_id: str):
             print(f"nothing to approve: {outcome.get('reason')}")
             return []
         context = get_current_context()
-        context["ti"].xcom_push(key="approval", value=describe(outcome))
+        context["ti"].xcom_push(key="approval", value=describe(outcome, context["params"]["build"]))
         return promote_id if context["params"]["auto_approve"] else approve_id
 
-    approve = ApprovalOperator(
+    approve = Approval(
         task_id=approve_id,
         subject="{{ ti.xcom_pull(task_ids='decide', key='approval')['subject'] }}",
         body="{{ ti.xcom_pull(task_ids='decide', key='approval')['body'] }}",
@@ -124,21 +146,20 @@ def approval_gate(outcome_task_id: str):
     def conclude(outcome: dict[str, Any]) -> dict[str, Any]:
         """Say what became of the challenger: promoted, rejected, timed out or not eligible."""
         ti = get_current_context()["ti"]
-        answer = ti.xcom_pull(task_ids=approve_id)
+        answer = ti.xcom_pull(task_ids=approve_id, key="answer") or {}
         shipped = ti.xcom_pull(task_ids=promote_id)
         production = outcome.get("production_version")
         kept = f"Production v{production} left alone" if production else "Production left empty"
-        who = (answer or {}).get("responded_by_user") or {}
-        who = who.get("name") or who.get("id") if isinstance(who, dict) else who
         if shipped:
-            how = f"approved by {who}" if who else "auto-approved"
+            how = f"approved by {answer['by']}" if answer else "auto-approved"
             verdict = f"v{outcome['version']} {how}: promoted, imported and served"
         elif not outcome.get("passed_gate"):
             verdict = f"not eligible ({outcome.get('reason')}); {kept}"
-        elif who:
-            verdict = f"v{outcome['version']} rejected by {who}; {kept}"
+        elif answer.get("timed_out"):
+            hours = approval_timeout().total_seconds() / 3600
+            verdict = f"v{outcome['version']} not approved within {hours:g} h; {kept}"
         else:
-            verdict = f"v{outcome.get('version')} not approved in time; {kept}"
+            verdict = f"v{outcome['version']} rejected by {answer.get('by')}; {kept}"
         print(verdict)
         return {"promoted": bool(shipped), "verdict": verdict}
 

@@ -64,6 +64,7 @@ def _task(t) -> dict:
         "defaults": getattr(t, "defaults", None),
         "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
         "operator": type(t).__name__,
+        "classes": [c.__name__ for c in type(t).__mro__],
         "downstream": sorted(t.downstream_task_ids),
     }
 
@@ -72,6 +73,7 @@ def respond(dag_id: str, task_id: str, option: str, user: str, timeout: float = 
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
@@ -88,7 +90,7 @@ def respond(dag_id: str, task_id: str, option: str, user: str, timeout: float = 
                 )
             ).first()
             if waiting is not None:
-                asked = waiting.hitl_detail
+                asked = session.get(HITLDetail, waiting.id)
                 answer = update_hitl_detail(
                     dag_id=dag_id,
                     dag_run_id=waiting.run_id,
@@ -103,6 +105,7 @@ def respond(dag_id: str, task_id: str, option: str, user: str, timeout: float = 
                     "body": asked.body,
                     "options": asked.options,
                     "chosen_options": answer.chosen_options,
+                    "responded_by": answer.responded_by.name,
                 }
         time.sleep(1)
     raise SystemExit(f"{dag_id}.{task_id} never asked for input within {timeout} s")
