@@ -10,9 +10,9 @@ import asyncio
 import bentoml
 from fastapi import Depends, FastAPI
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from lifeboat import bodies, feedback, guards, lifecycle, metric_labels, reloading, serving
+from lifeboat import bodies, card, feedback, guards, lifecycle, metric_labels, reloading, serving
 from lifeboat.bodies import Prediction, Received, Scored
 from lifeboat.passenger import Passenger
 from lifeboat.reloading import Health, ModelInfo
@@ -115,6 +115,11 @@ class TitanicSurvival:
     def model_info(self) -> ModelInfo:
         """The serving model's tag and metadata."""
         return self.holder.info()
+
+    @admin.get("/model_card", response_class=HTMLResponse)
+    def model_card(self, request: Request) -> Response:
+        """The serving version's model card: HTML, or Markdown with ?format=md."""
+        return card.serving_card(self.holder, request)
 
     @admin.post("/reload", dependencies=[Depends(guards.require_admin)])
     def reload(self) -> JSONResponse:

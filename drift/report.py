@@ -21,7 +21,7 @@ from drift.config import DriftSettings
 from drift.logs import DEFAULT_SAMPLE_SIZE, LogScan, NoLogs, scan_logs
 from drift.pushgateway import push_summary
 from drift.reference import Reference, UnknownModelVersion, load_reference
-from drift.stats import performance
+from drift.stats import performance, performance_by_slice
 from drift.tracking import DriftRun
 from lifeboat.passenger import LABEL
 
@@ -105,6 +105,7 @@ def analyse(options: ReportOptions, settings: DriftSettings) -> ReportOutcome:
     live = performance(current, LABEL, reference.metadata)
     summary = summarise(options, scan, version, reference, comparison, len(current))
     summary["performance"] = None if live is None else live.as_dict()
+    summary["performance_by_slice"] = performance_by_slice(current, LABEL)
     return ReportOutcome(summary, comparison, reference)
 
 

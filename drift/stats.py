@@ -14,11 +14,13 @@ stable, 0.1 to 0.2 a moderate shift, above 0.2 a significant one (the default th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+
+from training.slices import by_slice
 
 EPSILON = 1e-4
 DEFAULT_BINS = 10
@@ -123,3 +125,13 @@ def performance(rows: pd.DataFrame, label: str, metadata: dict) -> Performance |
         heldout_auc=None if held_auc is None else float(held_auc),
         heldout_accuracy=None if held_acc is None else float(held_acc),
     )
+
+
+def performance_by_slice(rows: pd.DataFrame, label: str) -> list[dict] | None:
+    """Live figures by the model card's slices (``training.slices``) on rows with the label."""
+    labelled = rows[rows[label].notna()].reset_index(drop=True)
+    if labelled.empty:
+        return None
+    y = labelled[label].astype(int).to_numpy()
+    found = by_slice(labelled, y, labelled["probability"].to_numpy(dtype=float))
+    return [{"slice": s.name, **asdict(s.figures), "flags": list(s.flags)} for s in found]

@@ -16,6 +16,7 @@ from typing import Any
 
 import bentoml
 
+from lifeboat.card import CARD_ARTIFACTS, CARD_FILES
 from lifeboat.settings import proxy_artifact_downloads
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def import_production(
             )
             for name in SERVED_FILES
         }
+        card = _download_card(client, version.run_id, Path(tmp) / "card", tracking_uri)
         metadata = json.loads(files["metadata.json"].read_text())
         metadata.update(
             version=str(version.version),
@@ -133,6 +135,8 @@ def import_production(
             shutil.copy(files["model.onnx"], target / "model.onnx")
             shutil.copy(files["reference.csv"], target / "reference.csv")
             (target / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+            for path in card:
+                shutil.copy(path, target / path.name)
     log.info(
         "imported %s v%s (run %s) into the BentoML store as %s",
         registered_name,
@@ -142,6 +146,20 @@ def import_production(
     )
     # The model as the store holds it: the object create() yielded points at its build folder.
     return bentoml.models.get(model.tag, **_in(store)), True
+
+
+def _download_card(client: Any, run_id: str, dst: Path, tracking_uri: str) -> list[Path]:
+    """The model card files the training run logged, downloaded; none for older versions."""
+    import mlflow
+
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, CARD_ARTIFACTS)}
+    if not logged:
+        log.warning("run %s has no model card: the model is imported without one", run_id)
+        return []
+    folder = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=CARD_ARTIFACTS, dst_path=str(dst), tracking_uri=tracking_uri
+    )
+    return [Path(folder) / name for name in CARD_FILES if name in logged]
 
 
 def _in(store: Any | None) -> dict[str, Any]:

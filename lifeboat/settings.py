@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     data_path: Path = Field(PROJECT_ROOT / "data" / "titanic.csv", alias="LIFEBOAT_DATA")
     state_dir: Path = Field(PROJECT_ROOT, alias="LIFEBOAT_HOME")
     seed: int = Field(42, alias="LIFEBOAT_SEED")
+    # The promotion gate refuses a challenger whose AUC on a held-out slice of at least
+    # training.slices.MIN_ROWS rows is more than this below Production's (1 turns it off).
+    gate_slice_max_drop: float = Field(0.10, ge=0, le=1, alias="LIFEBOAT_GATE_SLICE_MAX_DROP")
 
     # Serving (service.py). Tokens are Bearer tokens; unset leaves the prediction API open and
     # turns the admin routes off.

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from lifeboat.passenger import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
 from lifeboat.settings import PROJECT_ROOT, Settings
-from training import evaluate, registry, runs
+from training import evaluate, model_card, registry, runs
 from training.data import load_passengers
 from training.features import feature_names
 from training.java import java_version
@@ -312,8 +312,9 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
         }
         with runs.tracked_run(run_id=child_id, nested=True):
             model_uri = registry.log_served_model(onnx_bytes, best.pipeline, metadata, reference)
+        challenger_p = registry.score_uri(model_uri, held_out)  # as Production is scored
         decision = registry.compare_with_production(
-            client, settings, heldout_auc, baseline, held_out
+            client, settings, heldout_auc, baseline, held_out, challenger_p
         )
         version = registry.register(
             client,
@@ -327,6 +328,29 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
                 "family": best.family.name,
             },
         )
+        evidence = model_card.Evidence(
+            title=f"{settings.model_name} v{version.version}: {best.family.label}",
+            facts={
+                "MLflow run": f"{child_id} (pipeline run {parent.info.run_id})",
+                "trained at": metadata["trained_at"],
+                "data": f"{options.data}, sha256 {loaded.sha256}",
+                "rows": f"{loaded.total_rows} read, {loaded.valid_rows} used, "
+                f"{loaded.quarantined_rows} quarantined; {prepared.train_rows} training, "
+                f"{prepared.test_rows} held out",
+                "training command": runs._command_line(),
+                "code version": git_commit(),
+                "promotion gate": decision.reason,
+            },
+            families={
+                r.family.name: {"cv_auc": r.cv_auc_mean, "heldout_auc": f["heldout_auc"]}
+                for r, _, _, f in results
+            },
+            chosen=best.family.name,
+            passengers=held_out,
+            y=held_out[LABEL].to_numpy(),
+            p=challenger_p,
+        )
+        model_card.record(child_id, evidence)
         promoted = decision.promote and options.promote
         reason = decision.reason + (HELD if decision.promote and not promoted else "")
         if promoted:

@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from lifeboat.passenger import FEATURES, LABEL
 from lifeboat.settings import PROJECT_ROOT, Settings
+from training import slices
 from training.runs import exclusive
 from training.spark import shared_folder, written
 
@@ -147,7 +148,12 @@ def unmoved(client: MlflowClient, settings: Settings, expected: str | None) -> I
 
 def score_version(name: str, version: str, passengers: pd.DataFrame) -> np.ndarray:
     """P(survived) from a registered version's served (ONNX) form."""
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return score_uri(f"models:/{name}/{version}", passengers)
+
+
+def score_uri(model_uri: str, passengers: pd.DataFrame) -> np.ndarray:
+    """P(survived) from a logged model's served (ONNX) form."""
+    model = mlflow.pyfunc.load_model(model_uri)
     return model.predict(passengers[list(FEATURES)])["probability"].to_numpy(dtype=float)
 
 
@@ -201,8 +207,14 @@ def compare_with_production(
     challenger_auc: float,
     baseline_auc: float,
     held_out: pd.DataFrame,
+    challenger_p: np.ndarray | None = None,
 ) -> Decision:
-    """Score the current Production version on the held-out rows and apply the gate."""
+    """Score the current Production version on the held-out rows and apply the gate.
+
+    With the challenger's probabilities on those rows, a challenger that passes is still refused
+    when it trails Production on a slice (:func:`training.slices.regressions`) by more than
+    ``settings.gate_slice_max_drop``.
+    """
     current = production_version(client, settings.model_name, settings.production_alias)
     if current is None:
         return gate(challenger_auc, baseline_auc, None, None)
@@ -217,7 +229,20 @@ def compare_with_production(
             None,
         )
     production_auc = float(roc_auc_score(held_out[LABEL].astype(int), p))
-    return gate(challenger_auc, baseline_auc, production_auc, current.version)
+    decision = gate(challenger_auc, baseline_auc, production_auc, current.version)
+    if not decision.promote or challenger_p is None:
+        return decision
+    y, drop = held_out[LABEL].to_numpy(), settings.gate_slice_max_drop
+    worse = slices.regressions(held_out, y, challenger_p, p, drop)
+    if not worse:
+        return decision
+    return Decision(
+        False,
+        f"{decision.reason}, but the challenger trails Production v{current.version} by more "
+        f"than {drop:.2f} on {len(worse)} slice(s): {'; '.join(worse)}",
+        current.version,
+        production_auc,
+    )
 
 
 def promote(client: MlflowClient, name: str, alias: str, version: str) -> None:

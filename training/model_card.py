@@ -1,0 +1,204 @@
+"""The model card of a trained version, as Markdown and as self-contained HTML.
+
+One list of blocks (headings, paragraphs, tables, the reliability plot) is rendered twice, so
+the two forms cannot disagree. Figures come from :mod:`training.slices`; matplotlib draws the
+plot. Neither Spark nor MLflow is imported: the pipeline passes values in.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lifeboat.card import CARD_ARTIFACTS, CARD_HTML, CARD_MARKDOWN, RELIABILITY_PLOT
+from training import slices
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    alt: str
+
+
+Block = Heading | Table | Image | str  # a str is a paragraph
+
+
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def figure_cells(f: slices.Figures) -> list[str]:
+    cells = [f.auc, f.accuracy, f.precision, f.recall, f.brier, f.survival_rate]
+    return [str(f.rows), *map(number, cells)]
+
+
+FIGURE_HEADERS = ["rows", "AUC", "accuracy", "precision", "recall", "Brier", "survival rate"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a card reports: the version, its making, and its held-out probabilities."""
+
+    title: str
+    facts: Mapping[str, str]  # shown as a two-column table, in order
+    families: Mapping[str, Mapping[str, float]]  # each family tried: cv_auc and heldout_auc
+    chosen: str
+    passengers: pd.DataFrame  # the held-out rows' raw columns
+    y: np.ndarray
+    p: np.ndarray
+
+
+def blocks(evidence: Evidence, plot: Path) -> list[Block]:
+    """The card's content, the reliability plot already drawn at ``plot``."""
+    e = evidence
+    whole = slices.figures(e.y, e.p)
+    by_slice = slices.by_slice(e.passengers, e.y, e.p)
+    return [
+        Heading(e.title),
+        Table(["", ""], [[k, v] for k, v in e.facts.items()]),
+        Heading("Families tried"),
+        Table(
+            ["family", "cross-validated AUC", "held-out AUC"],
+            [[n, number(f["cv_auc"]), number(f["heldout_auc"])] for n, f in e.families.items()],
+        ),
+        why_chosen(e.families, e.chosen),
+        Heading("Held-out figures"),
+        f"Classified at p ≥ {slices.THRESHOLD}. Brier score: mean squared error of p "
+        "(0 is perfect; 0.25 is always answering 0.5).",
+        Table(FIGURE_HEADERS, [figure_cells(whole)]),
+        Heading("Calibration"),
+        Image(plot, "reliability plot: observed survival against predicted probability"),
+        Heading("By slice"),
+        f"Age bands in years; a missing Age or port is its own slice ({slices.MISSING}). "
+        f"family: alone means SibSp + Parch = 0. Flags: *too small* under {slices.MIN_ROWS} "
+        f"rows (shown, not judged); *worse* when AUC or accuracy is more than "
+        f"{slices.WORSE_BY:.2f} below the whole held-out set's.",
+        Table(
+            ["slice", *FIGURE_HEADERS, "flag"],
+            [[s.name, *figure_cells(s.figures), ", ".join(s.flags)] for s in by_slice],
+        ),
+        "Flagged worse: "
+        + (", ".join(s.name for s in by_slice if "worse" in s.flags) or "none")
+        + ". Too small to judge: "
+        + (", ".join(s.name for s in by_slice if "too small" in s.flags) or "none")
+        + ".",
+    ]
+
+
+def why_chosen(families: Mapping[str, Mapping[str, float]], chosen: str) -> str:
+    """One sentence on the choice: the best cross-validated AUC; the held-out set only reports."""
+    ranked = sorted(families, key=lambda n: families[n]["cv_auc"], reverse=True)
+    runner_up = next((n for n in ranked if n != chosen), None)
+    against = f", ahead of {runner_up} ({families[runner_up]['cv_auc']:.4f})" if runner_up else ""
+    return (
+        f"{chosen} won on cross-validated AUC ({families[chosen]['cv_auc']:.4f}{against}); "
+        "the held-out rows played no part in the choice."
+    )
+
+
+def record(run_id: str, evidence: Evidence) -> None:
+    """Write the card and log its files under ``model_card/`` of the MLflow run ``run_id``.
+
+    The store import (``lifeboat.model_store``) copies them from there beside the model.
+    """
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_card(Path(tmp), evidence)
+        MlflowClient().log_artifacts(run_id, tmp, CARD_ARTIFACTS)
+
+
+def plot_reliability(y: np.ndarray, p: np.ndarray, out: Path) -> Path:
+    """Observed survival per bin of predicted probability, against the diagonal."""
+    from training.evaluate import plt, save_figure  # matplotlib with the Agg backend
+
+    table = slices.reliability(y, p)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="calibrated")
+    ax.plot(table["predicted"], table["observed"], marker="o", label="this model")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="predicted P(survived)",
+        ylabel="observed survival rate",
+        title=f"Reliability (Brier {slices.figures(y, p).brier:.3f})",
+    )
+    ax.legend(loc="upper left")
+    return save_figure(fig, out)
+
+
+def markdown(content: Sequence[Block]) -> str:
+    lines: list[str] = []
+    for block in content:
+        if isinstance(block, Heading):
+            lines += [f"{'#' if not lines else '##'} {block.text}", ""]
+        elif isinstance(block, Table):
+            lines.append("| " + " | ".join(block.headers) + " |")
+            lines.append("|" + "---|" * len(block.headers))
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+            lines.append("")
+        elif isinstance(block, Image):
+            lines += [f"![{block.alt}]({block.path.name})", ""]
+        else:
+            lines += [block, ""]
+    return "\n".join(lines)
+
+
+def to_html(content: Sequence[Block]) -> str:
+    """The same blocks as one HTML page, the plot embedded so the page stands alone."""
+    parts = []
+    for block in content:
+        if isinstance(block, Heading):
+            tag = "h2" if parts else "h1"
+            parts.append(f"<{tag}>{html.escape(block.text)}</{tag}>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in block.rows
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Image):
+            data = base64.b64encode(block.path.read_bytes()).decode()
+            alt = html.escape(block.alt)
+            parts.append(f'<img alt="{alt}" src="data:image/png;base64,{data}">')
+        else:
+            parts.append(f"<p>{html.escape(block).replace('*', '')}</p>")
+    title = html.escape(next(b.text for b in content if isinstance(b, Heading)))
+    style = "body{font-family:sans-serif;max-width:60em}td,th{padding:2px 8px;text-align:right}"
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def write_card(folder: Path, evidence: Evidence) -> list[Path]:
+    """Write the card's three files into ``folder``.
+
+    Returns:
+        The Markdown, HTML and PNG paths (:data:`lifeboat.card.CARD_FILES`).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    plot = plot_reliability(evidence.y, evidence.p, folder / RELIABILITY_PLOT)
+    card = blocks(evidence, plot)
+    (folder / CARD_MARKDOWN).write_text(markdown(card), encoding="utf-8")
+    (folder / CARD_HTML).write_text(to_html(card), encoding="utf-8")
+    return [folder / CARD_MARKDOWN, folder / CARD_HTML, plot]

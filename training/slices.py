@@ -1,0 +1,156 @@
+"""Held-out figures for the whole set and by slice of passengers, and the flags on them.
+
+Pure pandas and numpy (with scikit-learn's AUC), so the model card, the promotion gate and their
+tests use it without Spark or MLflow. A slice is one value of one dimension (``Sex=female``);
+the dimensions are :data:`DIMENSIONS`, computed from the raw passenger columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+# A slice with fewer held-out rows than this is shown but not judged: its figures move by more
+# than WORSE_BY when one or two passengers change sides. Also the gate's minimum (enough rows).
+MIN_ROWS = 30
+# A judged slice whose AUC or accuracy is this far below the whole set's is flagged in the card.
+WORSE_BY = 0.10
+THRESHOLD = 0.5
+MISSING = "unknown"  # a missing Age or Embarked is a slice of its own, never dropped
+# Upper bounds (exclusive) of the age bands, in years, and their names.
+AGE_BANDS = ((13, "0-12"), (18, "13-17"), (30, "18-29"), (45, "30-44"), (60, "45-59"))
+OLDEST = "60+"
+DIMENSIONS = ("Sex", "Pclass", "age band", "port", "family")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Figures of one set of rows; a figure that is undefined on those rows is None."""
+
+    rows: int
+    survival_rate: float
+    auc: float | None  # None with one class only
+    accuracy: float
+    precision: float | None  # None when nobody is predicted to survive
+    recall: float | None  # None when nobody survived
+    brier: float
+
+
+@dataclass(frozen=True)
+class Slice:
+    dimension: str
+    value: str
+    figures: Figures
+    flags: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.dimension}={self.value}"
+
+
+def figures(y: np.ndarray, p: np.ndarray, threshold: float = THRESHOLD) -> Figures:
+    """AUC on probabilities, the rest at ``threshold``; Brier is the mean squared error of p."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    pred = p >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    return Figures(
+        rows=len(y),
+        survival_rate=float(y.mean()),
+        auc=float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
+        accuracy=float(np.mean(pred == (y == 1))),
+        precision=tp / int(pred.sum()) if pred.any() else None,
+        recall=tp / int(y.sum()) if y.any() else None,
+        brier=float(np.mean((p - y) ** 2)),
+    )
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    """The band of each age, :data:`MISSING` for a missing one."""
+    age = pd.to_numeric(age, errors="coerce")  # logged rows hold None for a missing Age
+    bands = pd.Series(OLDEST, index=age.index, dtype=object)
+    for upper, name in reversed(AGE_BANDS):
+        bands[age < upper] = name
+    bands[age.isna()] = MISSING
+    return bands
+
+
+def slice_labels(passengers: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each dimension's value for every passenger (raw columns: Sex, Pclass, Age, ...)."""
+    alone = (passengers["SibSp"].fillna(0) + passengers["Parch"].fillna(0)) == 0
+    return {
+        "Sex": passengers["Sex"].fillna(MISSING).astype(str),
+        "Pclass": passengers["Pclass"].astype("Int64").astype(str),
+        "age band": age_band(passengers["Age"]),
+        "port": passengers["Embarked"].fillna(MISSING).astype(str),
+        "family": pd.Series(np.where(alone, "alone", "with family"), index=passengers.index),
+    }
+
+
+def flags(part: Figures, whole: Figures) -> tuple[str, ...]:
+    """``too small`` under :data:`MIN_ROWS`; else ``worse`` when AUC or accuracy trails by
+    more than :data:`WORSE_BY`."""
+    if part.rows < MIN_ROWS:
+        return ("too small",)
+    worse_auc = part.auc is not None and whole.auc is not None and part.auc < whole.auc - WORSE_BY
+    if worse_auc or part.accuracy < whole.accuracy - WORSE_BY:
+        return ("worse",)
+    return ()
+
+
+def by_slice(passengers: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> list[Slice]:
+    """Figures and flags of every slice of every dimension, in :data:`DIMENSIONS` order."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    whole = figures(y, p)
+    out = []
+    for dimension, labels in slice_labels(passengers.reset_index(drop=True)).items():
+        for value in sorted(labels.unique()):
+            mask = (labels == value).to_numpy()
+            part = figures(y[mask], p[mask])
+            out.append(Slice(dimension, value, part, flags(part, whole)))
+    return out
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted and observed survival per probability bin (empty bins left out)."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    frame = pd.DataFrame({"bin": index, "p": p, "y": y})
+    table = frame.groupby("bin").agg(
+        predicted=("p", "mean"), observed=("y", "mean"), rows=("y", "size")
+    )
+    return table.reset_index(drop=True)
+
+
+def _judged(figures_: Figures) -> tuple[str, float]:
+    # AUC where both classes are present; accuracy in a slice where everyone shared one fate.
+    if figures_.auc is not None:
+        return "AUC", figures_.auc
+    return "accuracy", figures_.accuracy
+
+
+def regressions(
+    passengers: pd.DataFrame,
+    y: np.ndarray,
+    challenger: np.ndarray,
+    production: np.ndarray,
+    max_drop: float,
+    min_rows: int = MIN_ROWS,
+) -> list[str]:
+    """Slices of at least ``min_rows`` rows where the challenger trails Production by more than
+    ``max_drop`` (AUC, or accuracy in a one-class slice), one sentence each."""
+    found = []
+    ours = by_slice(passengers, y, challenger)
+    theirs = by_slice(passengers, y, production)
+    for mine, prod in zip(ours, theirs, strict=True):
+        if mine.figures.rows < min_rows:
+            continue
+        (metric, value), (_, before) = _judged(mine.figures), _judged(prod.figures)
+        if before - value > max_drop:
+            found.append(
+                f"{mine.name} ({mine.figures.rows} rows): {metric} {value:.4f} vs "
+                f"Production's {before:.4f}"
+            )
+    return found
