@@ -164,7 +164,8 @@ def retrain(
 ) -> None:
     """Retrain on the labelled logs when they drifted; promote if better; import and reload.
 
-    Exit 0 done (promoted or not), 1 a step failed and was undone, 2 a usage or data error.
+    Exit 0 done (promoted or not), 1 a step failed and was undone, 2 a usage or data error or
+    another train or retrain running, 130/143 interrupted (runs end KILLED).
     """
     setup_logging(verbose)
     from drift.retrain import RetrainOptions

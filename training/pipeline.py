@@ -337,7 +337,7 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
                 "rows": f"{loaded.total_rows} read, {loaded.valid_rows} used, "
                 f"{loaded.quarantined_rows} quarantined; {prepared.train_rows} training, "
                 f"{prepared.test_rows} held out",
-                "training command": runs._command_line(),
+                "training command": runs.command_line(),
                 "code version": git_commit(),
                 "promotion gate": decision.reason,
             },

@@ -75,7 +75,7 @@ def exclusive(state_dir: Path) -> Iterator[None]:
             ) from None
         fh.truncate(0)
         since = datetime.now(UTC).isoformat(timespec="seconds")
-        fh.write(f"{_command_line()}, pid {os.getpid()}, since {since}\n")
+        fh.write(f"{command_line()}, pid {os.getpid()}, since {since}\n")
         fh.flush()
         _held[path] = threading.get_ident()
         try:
@@ -84,7 +84,7 @@ def exclusive(state_dir: Path) -> Iterator[None]:
             del _held[path]
 
 
-def _command_line() -> str:
+def command_line() -> str:
     """``python -m drift retrain --quick`` rather than ``…/drift/__main__.py retrain --quick``."""
     first, rest = Path(sys.argv[0]), sys.argv[1:]
     program = f"python -m {first.parent.name}" if first.name == "__main__.py" else first.name
