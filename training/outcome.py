@@ -29,7 +29,9 @@ def record(outcome: Outcome, settings: Settings) -> dict[str, Any]:
         "challenger": outcome.challenger,
         "heldout_auc": outcome.heldout_auc,
         "baseline_auc": outcome.baseline_auc,
-        "production_version": gate.production_version if gate else None,
+        "production_version": (
+            str(gate.production_version) if gate and gate.production_version else None
+        ),
         "production_auc": gate.production_auc if gate else None,
         "passed_gate": bool(gate and gate.promote),
         "promoted": outcome.promoted,

@@ -40,16 +40,13 @@ class Approval(ApprovalOperator):
     who chose it (None when the timeout chose the default) and whether it timed out."""
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
-        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
-
-        # Pushed first: on a rejection the parent skips the downstream tasks by raising. The
-        # resume event does not carry the user on Airflow 3.3; the stored response does.
-        who = get_hitl_detail_content_detail(context["ti"].id).responded_by_user
+        # Pushed first: on a rejection the parent skips the downstream tasks by raising.
+        who = event.get("responded_by_user") or {}
         context["ti"].xcom_push(
             key="answer",
             value={
                 "option": event["chosen_options"][0],
-                "by": who.name if who else None,
+                "by": who.get("name") if isinstance(who, dict) else getattr(who, "name", None),
                 "timed_out": bool(event.get("timedout")),
             },
         )

@@ -159,8 +159,12 @@ def states(run: dict) -> dict[str, str]:
 
 
 def output(run: dict, task: str):
+    """A task's return value (the probe hands JSON documents over as text)."""
     value = run["tasks"][task]["output"]
-    return json.loads(value) if isinstance(value, str) else value
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:  # a plain string
+        return value
 
 
 def test_clean_traffic_ends_the_run_without_retraining(service, env, conf, home):
@@ -242,10 +246,11 @@ def test_drift_retrains_and_an_approved_challenger_is_served(service, env, conf,
 
 
 def test_the_training_dag_asks_no_one_for_a_challenger_that_loses_the_gate(env, home):
-    """The data Production was trained on minus the labelled logs: the challenger cannot beat
-    it, so even with auto_approve nothing is promoted."""
+    """Trained as the session's first Production version was (same data, seed, grid and folds),
+    or on less than a later one that also learned from labelled logs: the challenger cannot beat
+    Production, so even with auto_approve nothing is promoted."""
     champion, before = production(home), versions(home)
-    conf = {"train_args": ["--quick", "--folds", "2"], "auto_approve": True, "build": False}
+    conf = {"train_args": ["--quick"], "auto_approve": True, "build": False}
 
     done = airflow(env, "dags", "test", "lifeboat_train", "-c", json.dumps(conf), timeout=1800)
     (home / "dags-test-train.log").write_text(done.stdout)
