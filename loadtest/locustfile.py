@@ -147,6 +147,7 @@ class Passengers(FastHttpUser):
         self.batch_size = max(1, options.batch_size)
         self.headers = {"Authorization": f"Bearer {options.api_token}"} if options.api_token else {}
         self.outcomes = Outcomes(max(0.0, options.feedback_delay))
+        self.next_report = 0.0
         token = options.feedback_token or os.environ.get("LIFEBOAT_ADMIN_TOKEN", "")
         if options.labelled and not token:
             raise ValueError("--labelled needs --feedback-token (or LIFEBOAT_FEEDBACK_TOKEN)")
@@ -167,7 +168,9 @@ class Passengers(FastHttpUser):
             if "request_id" not in prediction:
                 raise RuntimeError("the answer has no request_id to report the outcome with")
             self.outcomes.add(now, prediction["request_id"], label)
-        if items := self.outcomes.due(now):
+        # What is due goes as one list, at most once per delay, as a client reporting in bulk.
+        if now >= self.next_report and (items := self.outcomes.due(now)):
+            self.next_report = now + self.outcomes.delay
             self._report(items)
 
     def _report(self, items: list[dict[str, Any]]) -> None:
