@@ -84,7 +84,7 @@ drift-retrain: java install ## On drift: retrain with the labelled logs, promote
 drift-bench: install ## Benchmark drift report on 100,000 logged predictions: reports/bench/drift.json
 	$(PY) -m drift.bench
 
-test: java install ## Run the whole test suite
+test: java install lint ## Lint (ruff), then the whole test suite
 	$(PY) -m pytest
 
 images: install ## Build every image of the stack (stand-in base images where none can be pulled)

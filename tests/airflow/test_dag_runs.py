@@ -15,7 +15,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import requests
 from drift import traffic
 from tests.airflow.conftest import AIRFLOW_VENV, PROBE, airflow, probe
 from tests.conftest import ROOT
-from tests.serving.harness import serving
+from tests.serving.harness import predict_then_report, serving
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.integration]
 TOKEN = "airflow-tests-admin-token"
@@ -38,14 +37,7 @@ CONF = {"retrain_args": ["--quick", "--folds", "2"], "build": False}
 
 @pytest.fixture(scope="module")
 def conf() -> dict:
-    """CONF, plus ``--inline-labels`` where ``drift retrain`` has it: labels sent with the
-    predictions, as these tests send them, are then used only when asked for."""
-    shown = subprocess.run(
-        [sys.executable, "-m", "drift", "retrain", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
-    ).stdout  # fmt: skip
-    inline = ["--inline-labels"] if "--inline-labels" in shown else []
-    return {**CONF, "retrain_args": CONF["retrain_args"] + inline}
+    return dict(CONF)
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +77,8 @@ def service(env, home):
 
 
 def send(url: str, passengers: list[dict]) -> None:
-    for start in range(0, len(passengers), 500):
-        response = requests.post(
-            f"{url}/predict_titanic_batch", json=passengers[start : start + 500], timeout=120
-        )
-        assert response.status_code == 200, response.text
+    """Predictions, then their outcomes through POST /feedback (the labels retraining trusts)."""
+    predict_then_report(url, passengers, TOKEN)
 
 
 def serving_versions(url: str, asks: int = 12) -> set[str]:
