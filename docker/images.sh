@@ -20,7 +20,21 @@ for secret in POSTGRES_PASSWORD MINIO_ROOT_PASSWORD LIFEBOAT_ADMIN_TOKEN GRAFANA
   export "$secret=${!secret:-unused-by-builds}"
 done
 export LIFEBOAT_GIT_COMMIT="${LIFEBOAT_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
-"$compose" build trainer mlflow locust
+# This Compose (2.40 without buildx) exits 0 when a build fails: what it printed decides.
+build() {
+  local log
+  log="$(mktemp)"
+  "$compose" "$@" 2>&1 | tee "$log" >&2
+  if grep -q "failed to solve" "$log"; then
+    echo "[images] FAILED: docker compose $*" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+}
+build build trainer mlflow locust
+# Airflow's image (profile `airflow`) starts FROM the trainer's, so it is built after it.
+build --profile airflow build airflow
 
 if [[ "${1:-}" == --no-bento ]]; then
   echo "[images] Bento image: skipped (--no-bento)" >&2

@@ -197,6 +197,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             "PUSHGATEWAY_PORT",
             "SPARK_MASTER_UI_PORT",
             "SPARK_WORKER_UI_PORT",
+            "AIRFLOW_PORT",
         )
     }
     values = {

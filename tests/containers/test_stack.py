@@ -126,7 +126,12 @@ def test_images_are_built_and_stand_ins_say_so(stack):
         if labels.get("org.lifeboat.standin") == "true":  # built here: it must say so, per image
             assert labels["org.lifeboat.standin.for"] == tag
             assert re.search(rf"{re.escape(tag)}\s+.*STAND-IN", log), log
-    for image in ("lifeboat-trainer:latest", "lifeboat-mlflow:3.17.2", "lifeboat-locust:2.47.0"):
+    for image in (
+        "lifeboat-trainer:latest",
+        "lifeboat-mlflow:3.17.2",
+        "lifeboat-locust:2.47.0",
+        "lifeboat-airflow:3.3.2",
+    ):
         subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=True)
 
 
@@ -422,3 +427,41 @@ def test_prometheus_scrapes_every_replica_and_the_drift_gauges_and_grafana_queri
         for metric in re.findall(r"\b(bentoml_[a-z_]+|lifeboat_[a-z_]+)", target["expr"])
     }
     assert queried and queried <= names, sorted(queried - names)
+
+
+def test_the_airflow_profile_schedules_the_projects_commands_against_the_stack(stack):
+    """Airflow in the stack: metadata in a second database of the stack's PostgreSQL, the DAGs
+    mounted and parsed, and the monitor DAG's report task running the project's drift report in
+    the container against the replicas' logs and the MLflow server."""
+    stack.compose("up", "-d", "airflow", profiles="airflow", timeout=600)
+    try:
+        ui = f"http://127.0.0.1:{stack.ports['AIRFLOW_PORT']}"
+
+        def healthy() -> bool:
+            try:
+                health = httpx.get(f"{ui}/api/v2/monitor/health", timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            parts = ("metadatabase", "scheduler", "dag_processor")
+            return all(health.get(part, {}).get("status") == "healthy" for part in parts)
+
+        wait_for(healthy, 300, interval=2, what="airflow standalone healthy")
+
+        def airflow(*args: str) -> subprocess.CompletedProcess[str]:
+            return stack.compose(
+                "exec", "-T", "airflow", "airflow", *args, profiles="airflow", timeout=600
+            )
+
+        def parsed() -> set[str]:
+            listed = airflow("dags", "list", "--output", "plain")
+            return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+        dags = {"lifeboat_train", "lifeboat_monitor", "lifeboat_batch_score"}
+        wait_for(lambda: dags <= parsed(), 180, interval=5, what="the DAGs parsed")
+        errors = airflow("dags", "list-import-errors", "--output", "plain")
+        assert "lifeboat" not in errors.stdout, errors.stdout
+        report = airflow("tasks", "test", "lifeboat_monitor", "report")
+        said = report.stdout + report.stderr  # Airflow logs the returned verdict
+        assert re.search(r"'exit_code': (0|42)", said), said[-4000:]
+    finally:
+        stack.compose("rm", "--stop", "--force", "airflow", profiles="airflow", check=False)

@@ -33,9 +33,23 @@ def upstream_images() -> set[str]:
         for service in compose["services"].values()
         if "image" in service and "build" not in service and "pull_policy" not in service
     }
+    # A FROM ${ARG} whose compose build argument names an image the stack builds itself
+    # (airflow's starts from the trainer's) pulls nothing.
+    built = {
+        service["image"].split(":")[0]
+        for service in compose["services"].values()
+        if "image" in service and "build" in service
+    }
+    own_bases = {
+        f"${{{name}}}"
+        for service in compose["services"].values()
+        for name, value in (service.get("build", {}).get("args") or {}).items()
+        if str(value).split(":")[0] in built
+    }
     for dockerfile in (ROOT / "docker").glob("*/Dockerfile"):
         if dockerfile.parent.name != "standins":
-            images |= set(re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M))
+            found = set(re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M))
+            images |= found - own_bases
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
     images.add(bentofile["docker"]["base_image"])
     return images
