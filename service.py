@@ -12,10 +12,22 @@ from fastapi import Depends, FastAPI
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from lifeboat import bodies, card, feedback, guards, lifecycle, metric_labels, reloading, serving
-from lifeboat.bodies import Prediction, Received, Scored
+from lifeboat import routes
 from lifeboat.passenger import Passenger
-from lifeboat.reloading import Health, ModelInfo
+from lifeboat.prediction import Scored
+from lifeboat.serving import (
+    bodies,
+    card,
+    feedback,
+    guards,
+    lifecycle,
+    metric_labels,
+    predicting,
+    reloading,
+)
+from lifeboat.serving.bodies import Prediction
+from lifeboat.serving.predicting import Received
+from lifeboat.serving.reloading import Health, ModelInfo
 from lifeboat.settings import get_settings
 
 admin = FastAPI(title="TitanicSurvival operations")
@@ -65,7 +77,7 @@ class TitanicSurvival:
 
     @bentoml.on_startup
     def _settle_heap(self) -> None:
-        serving.freeze_startup_heap()
+        predicting.freeze_startup_heap()
 
     @bentoml.on_shutdown
     def _stop_following(self) -> None:
@@ -75,7 +87,7 @@ class TitanicSurvival:
     # request it expects to miss it. max_batch_size stays above the concurrency we expect
     # (tested to 128 connections), since a smaller cap also sheds requests.
     @bentoml.api(
-        route=bodies.PREDICT_ROUTE,
+        route=routes.PREDICT_ROUTE,
         batchable=True,
         max_batch_size=256,
         max_latency_ms=1000,
@@ -84,19 +96,19 @@ class TitanicSurvival:
     )
     def predict_titanic(self, passengers: list[Received]) -> list[Prediction]:
         """Predict survival for one passenger (flat JSON object)."""
-        return serving.predict_received(self.holder.model, passengers)
+        return bodies.predictions(predicting.predict_received(self.holder.model, passengers))
 
     @bentoml.api(
-        route=bodies.BATCH_ROUTE,
+        route=routes.BATCH_ROUTE,
         input_spec=bodies.PredictTitanicBatchRequest,
         output_spec=bodies.BatchPredictionsResponse,
     )
     def predict_titanic_batch(self, passengers: list[Passenger]) -> Scored:
         """Predict survival for a JSON list of up to 1000 passengers, in order."""
-        return serving.predict_and_log(self.holder.model, passengers)
+        return predicting.predict_and_log(self.holder.model, passengers)
 
     @admin.post(
-        feedback.FEEDBACK_ROUTE,
+        routes.FEEDBACK_ROUTE,
         response_model=feedback.FeedbackAccepted,
         openapi_extra=feedback.openapi_body(),
     )
@@ -106,22 +118,22 @@ class TitanicSurvival:
         """Record outcomes of earlier predictions: {request_id, Survived}, one or a list."""
         return await feedback.receive(request, sender)
 
-    @admin.get("/health")
+    @admin.get(routes.HEALTH_ROUTE)
     def health(self) -> Health:
         """Which model this worker serves, and the state of every worker of this server."""
         return self.roster.health(self.holder.health())
 
-    @admin.get("/model_info")
+    @admin.get(routes.MODEL_INFO_ROUTE)
     def model_info(self) -> ModelInfo:
         """The serving model's tag and metadata."""
         return self.holder.info()
 
-    @admin.get("/model_card", response_class=HTMLResponse)
+    @admin.get(routes.MODEL_CARD_ROUTE, response_class=HTMLResponse)
     def model_card(self, request: Request) -> Response:
         """The serving version's model card: HTML, or Markdown with ?format=md."""
         return card.serving_card(self.holder, request)
 
-    @admin.post("/reload", dependencies=[Depends(guards.require_admin)])
+    @admin.post(routes.RELOAD_ROUTE, dependencies=[Depends(guards.require_admin)])
     def reload(self) -> JSONResponse:
         """Serve Production (MLflow registry if MLFLOW_TRACKING_URI, else the store) everywhere."""
         return reloading.reload_response(self.holder.reload_latest())

@@ -63,7 +63,9 @@ def promote_approved(
             else:
                 registry.promote(client, settings.model_name, settings.production_alias, version)
                 state.step("promote", f"v{version} promoted (Production was v{previous})")
-            ship(state, promoted_now=previous != version, previous=previous)
+            state.reloaded = ship(
+                state.shipment(), promoted_now=previous != version, previous=previous
+            )
     except DriftDataError as exc:
         complain(f"error: {exc}")
         return EXIT_DATA_ERROR

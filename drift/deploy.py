@@ -12,25 +12,47 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from drift.config import DriftSettings
 from drift.reload import ReloadError, reload_service, serving_version
 from training.runs import INTERRUPTS, exit_code
-
-if TYPE_CHECKING:
-    from drift.retrain import Retrain
 
 
 class StepFailed(RuntimeError):
     """A step failed; what this call changed has been undone."""
 
 
-def ship(state: Retrain, promoted_now: bool, previous: str | None) -> None:
-    """Import, optionally build, reload; on failure undo what this call changed."""
-    from lifeboat.model_store import import_production
+def _silent(name: str, status: str) -> None:
+    """A step reporter that reports nothing."""
 
-    options, settings = state.options, state.settings
+
+@dataclass(frozen=True)
+class Shipment:
+    """A registry version to bring into the store, the Bento and the service, and how."""
+
+    settings: DriftSettings
+    version: str
+    build: bool = True
+    reload: bool = True
+    service_url: str = "http://127.0.0.1:3000"
+    admin_token: str | None = None
+    reload_timeout: float = 60.0
+    step: Callable[[str, str], None] = _silent  # told each step's name and what it did
+
+
+def ship(shipment: Shipment, promoted_now: bool, previous: str | None) -> bool:
+    """Import, optionally build, reload; on failure undo what this call changed.
+
+    Returns:
+        Whether the service swapped to another version.
+    """
+    from lifeboat.serving.store import import_production
+
+    settings, step = shipment.settings, shipment.step
+    swapped = False
     created_tag: str | None = None
     reload_sent = False
     try:
@@ -41,45 +63,48 @@ def ship(state: Retrain, promoted_now: bool, previous: str | None) -> None:
             store=settings.bento_store(),
         )
         created_tag = str(model.tag) if created else None
-        state.step("import", f"{model.tag} ({'imported' if created else 'already in the store'})")
-        if options.build and created:
-            state.step("build", bento_build())
-        elif options.build:  # imported, and so built, by an earlier run
-            state.step("build", "skipped: the model was already in the store")
-        if not options.reload:
-            state.step("reload", "skipped (--no-reload)")
+        step("import", f"{model.tag} ({'imported' if created else 'already in the store'})")
+        if shipment.build and created:
+            step("build", bento_build())
+        elif shipment.build:  # imported, and so built, by an earlier run
+            step("build", "skipped: the model was already in the store")
+        if not shipment.reload:
+            step("reload", "skipped (--no-reload)")
         else:
             reload_sent = True
             done = reload_service(
-                options.service_url,
-                options.admin_token or "",
-                str(state.version),
-                options.reload_timeout,
+                shipment.service_url,
+                shipment.admin_token or "",
+                shipment.version,
+                shipment.reload_timeout,
             )
-            state.reloaded = done.reached and done.version != done.previous_version
-            state.step(
+            swapped = done.reached and done.version != done.previous_version
+            step(
                 "reload",
                 done.detail
                 if not done.reached
                 else f"service now serves v{done.version} ({done.detail})",
             )
     except (Exception, *INTERRUPTS) as exc:
-        state.step("failed", f"{type(exc).__name__}: {exc}")
+        step("failed", f"{type(exc).__name__}: {exc}")
         if exit_code(exc) and not promoted_now:
             raise
         if not promoted_now:
             raise StepFailed(f"{exc}; nothing was promoted by this call") from exc
-        undone = undo(state, previous, created_tag, reload_sent)
+        undone = undo(shipment, previous, created_tag, reload_sent)
         if exit_code(exc):
             raise
         raise StepFailed(f"{exc}; {undone}") from exc
-    state.step("done", f"v{state.version} in Production and served")
+    step("done", f"v{shipment.version} in Production and served")
+    return swapped
 
 
-def undo(state: Retrain, previous: str | None, created_tag: str | None, reload_sent: bool) -> str:
+def undo(
+    shipment: Shipment, previous: str | None, created_tag: str | None, reload_sent: bool
+) -> str:
     """Put the store, the alias and the service back as they were before this call.
 
-    The alias goes back only if it still points at ``state.version``, the one this call
+    The alias goes back only if it still points at ``shipment.version``, the one this call
     promoted; if someone moved it meanwhile it is left, and so is the service.
 
     Returns:
@@ -88,33 +113,31 @@ def undo(state: Retrain, previous: str | None, created_tag: str | None, reload_s
     import bentoml
     from mlflow import MlflowClient
 
+    from lifeboat.serving.store import using
     from training import registry
 
-    settings = state.settings
+    settings, step, version = shipment.settings, shipment.step, shipment.version
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     removed = f"; store model {created_tag} removed" if created_tag else ""
     if created_tag is not None:
-        store = settings.bento_store()
-        bentoml.models.delete(created_tag, **({} if store is None else {"_model_store": store}))
+        bentoml.models.delete(created_tag, **using(settings.bento_store()))
     try:
-        with registry.unmoved(client, settings, state.version):
+        with registry.unmoved(client, settings, version):
             if previous is not None:
                 registry.promote(client, settings.model_name, settings.production_alias, previous)
             else:  # this call made the first Production version: there is none to go back to
                 client.delete_registered_model_alias(settings.model_name, settings.production_alias)
-                client.transition_model_version_stage(
-                    settings.model_name, state.version, "Archived"
-                )
+                client.transition_model_version_stage(settings.model_name, version, "Archived")
     except registry.ProductionMoved as moved:
-        state.step("undo", f"{moved}; the service was not reloaded back{removed}")
+        step("undo", f"{moved}; the service was not reloaded back{removed}")
         return f"{moved}; the service was not reloaded back"
-    if reload_sent and previous and serving_version(state.options.service_url) != previous:
+    if reload_sent and previous and serving_version(shipment.service_url) != previous:
         try:
-            reload_service(state.options.service_url, state.options.admin_token or "", previous)
+            reload_service(shipment.service_url, shipment.admin_token or "", previous)
         except ReloadError as exc:
-            state.step("undo", f"service did not go back to v{previous}: {exc}")
+            step("undo", f"service did not go back to v{previous}: {exc}")
             return f"production alias back on v{previous}, but the service did not go back"
-    state.step("undo", f"production alias back on v{previous}{removed}")
+    step("undo", f"production alias back on v{previous}{removed}")
     return "Production and the service rolled back"
 
 

@@ -1,14 +1,13 @@
 """The reference sample of the model version that served the logs, and that model's metadata.
 
-First from the BentoML store (the model ``lifeboat.model_store.import_production`` brought in
-carries ``reference.csv`` and ``metadata.json``), else from the MLflow registry version's
+First from the BentoML store (the model ``lifeboat.serving.store.import_production`` brought in
+carries the served files of ``lifeboat.artifact``), else from the MLflow registry version's
 artifacts. A version found in neither is an error: comparing with another model's training
 rows would report drift that is not there, or hide drift that is.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -16,15 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from drift.config import DriftSettings
-from lifeboat.model_store import BENTO_MODEL, _public
-from lifeboat.passenger import FEATURES, LABEL
+from lifeboat import artifact
+from lifeboat.artifact import (
+    BENTO_MODEL,
+    METADATA_FILE,
+    REFERENCE_FILE,
+    BadReference,
+    ModelMetadata,
+    has_served_files,
+    without_credentials,
+)
+from lifeboat.serving.store import using
 
 log = logging.getLogger(__name__)
-
-REFERENCE_FILE = "reference.csv"
-METADATA_FILE = "metadata.json"
 
 
 class UnknownModelVersion(LookupError):
@@ -37,18 +43,21 @@ class Reference:
 
     version: str
     frame: pd.DataFrame
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     source: str  # "bentoml:<tag>" or "mlflow:models:/<name>/<version>"
 
 
 def read_reference(folder: Path, version: str, source: str) -> Reference:
-    """A reference from a folder holding ``reference.csv`` and ``metadata.json``."""
-    frame = pd.read_csv(folder / REFERENCE_FILE)
-    missing = [c for c in (*FEATURES, LABEL) if c not in frame.columns]
-    if missing:
-        raise UnknownModelVersion(f"{source}: {REFERENCE_FILE} lacks columns {missing}")
-    metadata = json.loads((folder / METADATA_FILE).read_text())
-    return Reference(version, frame[[*FEATURES, LABEL]], metadata, source)
+    """A reference from a model folder (``lifeboat.artifact``); its metadata gets ``version``
+    when it has none (a registry version's own files, not imported)."""
+    try:
+        frame = artifact.read_reference(folder)
+        metadata = ModelMetadata.from_folder(folder)
+    except (BadReference, ValidationError) as exc:
+        raise UnknownModelVersion(f"{source}: {exc}") from exc
+    if metadata.version is None:
+        metadata = metadata.model_copy(update={"version": version})
+    return Reference(version, frame, metadata, source)
 
 
 def from_store(
@@ -64,7 +73,7 @@ def from_store(
     from bentoml.exceptions import NotFound
 
     try:
-        models = bentoml.models.list(name, **({} if store is None else {"_model_store": store}))
+        models = bentoml.models.list(name, **using(store))
     except NotFound:
         return None
     matches = []
@@ -72,10 +81,12 @@ def from_store(
         path = Path(model.path)
         if model.info.labels.get("registry_version") != version:
             continue
-        if not (path / REFERENCE_FILE).is_file() or not (path / METADATA_FILE).is_file():
+        if not has_served_files(path):
             continue
-        same_registry = json.loads((path / METADATA_FILE).read_text()).get("tracking_uri")
-        matches.append((same_registry == _public(tracking_uri), model.creation_time, model))
+        same_registry = ModelMetadata.from_folder(path).tracking_uri
+        matches.append(
+            (same_registry == without_credentials(tracking_uri), model.creation_time, model)
+        )
     if not matches:
         return None
     *_, model = max(matches, key=lambda m: (m[0], m[1]))
@@ -109,7 +120,6 @@ def from_mlflow(version: str, tracking_uri: str, registered_name: str) -> Refere
         reference = read_reference(
             Path(tmp), version, f"mlflow:models:/{registered_name}/{version}"
         )
-    reference.metadata.setdefault("version", version)
     return reference
 
 
@@ -125,7 +135,7 @@ def load_reference(version: str, settings: DriftSettings) -> Reference:
     if found is None:
         raise UnknownModelVersion(
             f"model version {version!r} is in neither the BentoML store nor the MLflow registry "
-            f"{settings.model_name!r} at {_public(settings.tracking_uri)}"
+            f"{settings.model_name!r} at {without_credentials(settings.tracking_uri)}"
         )
     log.info("reference for v%s: %s (%d rows)", version, found.source, len(found.frame))
     return found

@@ -23,11 +23,12 @@ from drift.pushgateway import push_summary
 from drift.reference import Reference, UnknownModelVersion, load_reference
 from drift.stats import performance, performance_by_slice
 from drift.tracking import DriftRun
+from lifeboat import exits
 from lifeboat.passenger import LABEL
 
 log = logging.getLogger(__name__)
 
-EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_DATA_ERROR = 0, 42, 2
+EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_DATA_ERROR = exits.OK, exits.DRIFT, exits.DATA_ERROR
 HTML_FILE, SUMMARY_FILE = "report.html", "summary.json"
 
 

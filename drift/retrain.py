@@ -24,14 +24,15 @@ from pathlib import Path
 
 from drift import report as drift_report
 from drift.config import DriftSettings
-from drift.deploy import StepFailed, ship
+from drift.deploy import Shipment, StepFailed, ship
 from drift.logs import export_labelled
 from drift.tracking import DriftRun
+from lifeboat import exits
 from training import runs
 
 log = logging.getLogger(__name__)
 
-EXIT_DONE, EXIT_STEP_FAILED, EXIT_DATA_ERROR = 0, 1, 2
+EXIT_DONE, EXIT_STEP_FAILED, EXIT_DATA_ERROR = exits.OK, exits.STEP_FAILED, exits.DATA_ERROR
 LABELLED_FILE = "labelled.csv"
 
 
@@ -71,6 +72,20 @@ class Retrain:
         self.say(f"[{name}] {status}")
         if self.run is not None:
             self.run.tags({f"step.{name}": status})
+
+    def shipment(self) -> Shipment:
+        """The current version, to ship as the options say, reporting to :meth:`step`."""
+        options = self.options
+        return Shipment(
+            self.settings,
+            str(self.version),
+            build=options.build,
+            reload=options.reload,
+            service_url=options.service_url,
+            admin_token=options.admin_token,
+            reload_timeout=options.reload_timeout,
+            step=self.step,
+        )
 
 
 @contextmanager
@@ -190,7 +205,7 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
         elif options.dry_run:
             state.step("done", f"would make sure v{state.version} is imported and served")
         else:
-            ship(state, promoted_now=False, previous=previous)
+            state.reloaded = ship(state.shipment(), promoted_now=False, previous=previous)
         return EXIT_DONE
     if options.dry_run:
         then = ["import into the BentoML store"]
@@ -239,7 +254,7 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
         state.step("done", f"Production v{previous} and the service left as they were")
         return EXIT_DONE
     # What the training's compare-and-set replaced, which an undo puts back.
-    ship(state, promoted_now=True, previous=trained.production_at_start)
+    state.reloaded = ship(state.shipment(), promoted_now=True, previous=trained.production_at_start)
     return EXIT_DONE
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from lifeboat.artifact import ModelMetadata
 from training.slices import by_slice
 
 EPSILON = 1e-4
@@ -105,7 +106,7 @@ class Performance:
         }
 
 
-def performance(rows: pd.DataFrame, label: str, metadata: dict) -> Performance | None:
+def performance(rows: pd.DataFrame, label: str, metadata: ModelMetadata) -> Performance | None:
     """AUC and accuracy of the logged predictions on rows that carry the label, if any."""
     labelled = rows[rows[label].notna()]
     if labelled.empty:
@@ -117,13 +118,12 @@ def performance(rows: pd.DataFrame, label: str, metadata: dict) -> Performance |
         else None
     )
     accuracy = float((labelled["prediction"].astype(int).to_numpy() == y).mean())
-    held_auc, held_acc = metadata.get("heldout_auc"), metadata.get("heldout_accuracy")
     return Performance(
         labelled_rows=len(labelled),
         live_auc=auc,
         live_accuracy=accuracy,
-        heldout_auc=None if held_auc is None else float(held_auc),
-        heldout_accuracy=None if held_acc is None else float(held_acc),
+        heldout_auc=metadata.heldout_auc,
+        heldout_accuracy=metadata.heldout_accuracy,
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lifeboat.passenger import BY_NAME, FEATURES, LABEL, parse_csv_field
-from lifeboat.streams import PREDICTION_ID, SENDER
+from lifeboat.streams import PREDICTION_ID, SENDER, request_hex
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 
@@ -118,24 +118,19 @@ def log_line(
 ) -> str:
     """The line ``bentoml.monitor`` writes when the service scores ``passenger`` (its label, if
     present, as a claimed inline label): synthetic logs for tests and the benchmark, no service
-    needed. Its prediction id is :func:`prediction_id` of ``request_id``."""
+    needed. Its prediction id is :func:`lifeboat.streams.request_hex` of ``request_id``."""
     record: dict[str, Any] = {name: passenger.get(name) for name in FEATURES}
     record[LABEL] = passenger.get(LABEL)
     record.update(
         probability=probability,
         prediction=int(probability >= threshold),
         model_version=model_version,
-        prediction_id=prediction_id(request_id),
+        prediction_id=request_hex(request_id),
         timestamp=timestamp.isoformat(),
         request_id=str(request_id),
         trace_id=str(request_id * 7919),
     )
     return json.dumps(record)
-
-
-def prediction_id(request_id: int) -> str:
-    """The prediction id the service gives a single-passenger request with this id."""
-    return format(request_id, "016x")
 
 
 def feedback_line(
@@ -144,7 +139,7 @@ def feedback_line(
     """The line ``POST /feedback`` writes for a label of the prediction :func:`log_line` logged
     under ``request_id``."""
     record = {
-        PREDICTION_ID: prediction_id(request_id),
+        PREDICTION_ID: request_hex(request_id),
         LABEL: label,
         SENDER: sender,
         "timestamp": timestamp.isoformat(),

@@ -233,7 +233,7 @@ def warm_up(server: Server) -> None:
 
 def ensure_bento_model(settings: Settings) -> Any:
     """The registry's production model in the BentoML store (imported once per version)."""
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     model, _ = import_production(
         settings.tracking_uri, settings.model_name, settings.production_alias

@@ -40,12 +40,11 @@ from typing import Any
 from locust import FastHttpUser, events, tag, task
 from locust.runners import WorkerRunner
 
+from lifeboat.routes import BATCH_ROUTE, FEEDBACK_ROUTE, PREDICT_ROUTE
 from loadtest.checks import batch_problem, feedback_problem, prediction_problem
-from loadtest.outcomes import FEEDBACK_ROUTE, Outcomes
+from loadtest.outcomes import Outcomes
 from loadtest.passengers import DATA, LABEL, Traffic, drift_sampler, load
 
-PREDICT_ROUTE = "/predict_titanic"
-BATCH_ROUTE = "/predict_titanic_batch"
 SLO_EXIT_CODE = 3  # p99 above --max-p99-ms (failed requests exit with --exit-code-on-error)
 
 log = logging.getLogger("lifeboat.loadtest")

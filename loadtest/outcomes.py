@@ -8,8 +8,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
-FEEDBACK_ROUTE = "/feedback"
-MAX_PER_REQUEST = 1000  # the route's limit (lifeboat.feedback.MAX_FEEDBACK_ITEMS)
+MAX_PER_REQUEST = 1000  # the route's limit (lifeboat.serving.feedback.MAX_FEEDBACK_ITEMS)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from lifeboat import exits
 from lifeboat.cli import fail, setup_logging
 from lifeboat.settings import get_settings
 
@@ -88,11 +89,11 @@ def train(
         with sigterm_raises():
             outcome = run(options, settings)
     except JavaMissingError as exc:
-        fail(3, str(exc))
+        fail(exits.MISSING, str(exc))
     except (DataError, ScratchError, Busy) as exc:
-        fail(2, str(exc))
+        fail(exits.DATA_ERROR, str(exc))
     except ConversionError as exc:
-        fail(1, f"ONNX export failed: {exc}")
+        fail(exits.STEP_FAILED, f"ONNX export failed: {exc}")
     except (Exception, *INTERRUPTS) as exc:
         if (code := exit_code(exc)) is None:
             raise
@@ -138,9 +139,12 @@ def score(
     try:
         loaded = batch_score(input_csv, output_csv, uri, settings)
     except (DataError, ScratchError) as exc:
-        fail(2, str(exc))
+        fail(exits.DATA_ERROR, str(exc))
     except MlflowException as exc:
-        fail(2, f"cannot load {uri}: {exc.message}. Train one first: python -m training train")
+        fail(
+            exits.DATA_ERROR,
+            f"cannot load {uri}: {exc.message}. Train one first: python -m training train",
+        )
     note = (
         f", {loaded.quarantined_rows} quarantined in {loaded.quarantine_file}"
         if (loaded.quarantined_rows)
@@ -153,7 +157,7 @@ def score(
 def import_model() -> None:
     """Import models:/titanic@production into the BentoML store (the first half of make build)."""
     setup_logging(False)
-    from lifeboat.model_store import NoProductionModel, import_production
+    from lifeboat.serving.store import NoProductionModel, import_production
 
     settings = get_settings()
     try:
@@ -161,7 +165,7 @@ def import_model() -> None:
             settings.tracking_uri, settings.model_name, settings.production_alias
         )
     except NoProductionModel as exc:
-        fail(2, str(exc))
+        fail(exits.DATA_ERROR, str(exc))
     state = "imported" if created else "already in the store, not imported again"
     typer.echo(f"{model.tag}: registry version {model.info.labels['registry_version']}, {state}")
 
@@ -180,7 +184,10 @@ def leaderboard(
     settings = get_settings()
     table = build(settings)
     if table.empty:
-        fail(2, f"no training runs in experiment {settings.experiment!r}; run training first")
+        fail(
+            exits.DATA_ERROR,
+            f"no training runs in experiment {settings.experiment!r}; run training first",
+        )
     files = write(table, out or settings.reports_dir / "leaderboard")
     typer.echo(markdown(table.drop(columns=["run_id", "dataset_sha256", "started"])))
     typer.echo("written: " + ", ".join(str(f) for f in files))

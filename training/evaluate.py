@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -18,6 +19,11 @@ from sklearn.metrics import (  # noqa: E402
     roc_auc_score,
     roc_curve,
 )
+
+from lifeboat.passenger import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 THRESHOLD = 0.5
 
@@ -89,3 +95,17 @@ def save_figure(fig, out: Path) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def sex_only_auc(train: pd.DataFrame, test: pd.DataFrame) -> float:
+    """Held-out AUC of the trivial baseline: each sex's survival rate in training."""
+    rates = train.groupby("Sex")[LABEL].mean()
+    p = test["Sex"].map(rates).fillna(train[LABEL].mean()).to_numpy(dtype=float)
+    return float(roc_auc_score(test[LABEL].astype(int), p))
+
+
+def feature_profile(reference: pd.DataFrame) -> dict[str, Any]:
+    """Ranges and categories seen in training: served with the model for per-request alerts."""
+    ranges = {c: (float(reference[c].min()), float(reference[c].max())) for c in NUMERIC_FEATURES}
+    categories = {c: sorted(reference[c].dropna().unique().tolist()) for c in CATEGORICAL_FEATURES}
+    return {"feature_ranges": ranges, "categories": categories}

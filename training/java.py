@@ -53,4 +53,4 @@ if __name__ == "__main__":
         print(f"Java {require_java()} found")
     except JavaMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(3)  # lifeboat.exits.MISSING (this script runs before any install)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lifeboat.card import CARD_ARTIFACTS, CARD_HTML, CARD_MARKDOWN, RELIABILITY_PLOT
+from lifeboat.artifact import CARD_ARTIFACTS, CARD_HTML, CARD_MARKDOWN, RELIABILITY_PLOT
 from training import slices
 
 
@@ -117,7 +117,7 @@ def why_chosen(families: Mapping[str, Mapping[str, float]], chosen: str) -> str:
 def record(run_id: str, evidence: Evidence) -> None:
     """Write the card and log its files under ``model_card/`` of the MLflow run ``run_id``.
 
-    The store import (``lifeboat.model_store``) copies them from there beside the model.
+    The store import (``lifeboat.serving.store``) copies them from there beside the model.
     """
     from mlflow import MlflowClient
 
@@ -194,7 +194,7 @@ def write_card(folder: Path, evidence: Evidence) -> list[Path]:
     """Write the card's three files into ``folder``.
 
     Returns:
-        The Markdown, HTML and PNG paths (:data:`lifeboat.card.CARD_FILES`).
+        The Markdown, HTML and PNG paths (:data:`lifeboat.artifact.CARD_FILES`).
     """
     folder.mkdir(parents=True, exist_ok=True)
     plot = plot_reliability(evidence.y, evidence.p, folder / RELIABILITY_PLOT)

@@ -1,50 +1,47 @@
-"""The training pipeline end to end: load → split → CV per family → ONNX → MLflow → promote."""
+"""The training pipeline end to end: load → split → CV per family → ONNX → MLflow → promote.
+
+:func:`run` is the sequence; each stage below it takes what the one before produced.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
-from pyspark.sql import functions as F
-from sklearn.metrics import roc_auc_score
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from pyspark.sql import DataFrame, SparkSession
 
-from lifeboat.passenger import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
-from lifeboat.settings import PROJECT_ROOT, Settings
+from lifeboat.artifact import ModelMetadata
+from lifeboat.passenger import LABEL
+from lifeboat.settings import Settings
 from training import evaluate, model_card, registry, runs
-from training.data import load_passengers
+from training.data import Loaded, load_passengers
 from training.features import feature_names
-from training.java import java_version
 from training.onnx_export import ConversionError, edge_rows, parity, to_onnx
+from training.provenance import git_commit, library_versions
 from training.spark import get_spark, require_scratch, shared_folder
-from training.train import FAMILIES, TEST, FamilyResult, Prepared, cross_validate, prepare
+from training.train import (
+    FAMILIES,
+    FamilyResult,
+    Prepared,
+    cross_validate,
+    held_out_frame,
+    prepare,
+    reference_frame,
+)
 
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-6
 HELD = "; held for approval, not promoted"
-LIBRARIES = (
-    "pyspark",
-    "mlflow",
-    "onnxmltools",
-    "onnxruntime",
-    "scikit-learn",
-    "pandas",
-    "numpy",
-    "bentoml",
-    "evidently",
-)
 
 
 @dataclass(frozen=True)
@@ -75,66 +72,350 @@ class Outcome:
     production_at_start: str | None = None  # the version a promotion expected to replace
 
 
-def git_commit() -> str:
-    """The project's commit (``-dirty`` with uncommitted changes), ``unknown`` outside git.
+@dataclass(frozen=True)
+class Inputs:
+    """The data a run trains on, read and checked."""
 
-    ``LIFEBOAT_GIT_COMMIT`` wins: an image has no ``.git``, so its build records the commit.
+    data: Loaded
+    extra: Loaded | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One family cross-validated, converted to ONNX and logged in its nested run."""
+
+    result: FamilyResult
+    onnx_bytes: bytes
+    run_id: str
+    figures: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The best family, logged as the served model, gated and registered."""
+
+    trained: Trained
+    metadata: ModelMetadata
+    baseline_auc: float
+    held_out: pd.DataFrame
+    probabilities: object  # the challenger's held-out probabilities, as Production's are scored
+    decision: registry.Decision
+    version: ModelVersion
+
+
+def run(options: TrainOptions, settings: Settings) -> Outcome:
+    """Train every family, log them under one parent run, register and maybe promote.
+
+    Holds the writers' lock of ``LIFEBOAT_HOME`` throughout, and promotes only if the production
+    alias still points where it did at the start (:func:`training.registry.unmoved`). An
+    interrupt ends the runs KILLED, an error FAILED.
+
+    Raises:
+        ScratchError: A cluster master without a shared scratch directory (before any work).
+        training.runs.Busy: Another train or retrain holds the lock (before any work).
     """
-    if recorded := os.environ.get("LIFEBOAT_GIT_COMMIT"):
-        return recorded
+    require_scratch(settings)
+    # The frames read from the CSVs stay lazy: the copies the executors read must outlive them.
+    with runs.exclusive(settings.state_dir), shared_folder("inputs-") as inputs:
+        return _run(options, settings, inputs)
+
+
+def _run(options: TrainOptions, settings: Settings, staging: Path) -> Outcome:
+    started = time.perf_counter()
+    client = registry.configure(settings)
+    at_start = registry.production_number(client, settings.model_name, settings.production_alias)
+    spark = get_spark()
+    inputs = load_inputs(spark, options, settings, staging)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    with runs.tracked_run(run_name=f"pipeline-{stamp}") as parent:
+        track_inputs(inputs, options, settings)
+        prepared = prepare(
+            inputs.data.df,
+            options.seed,
+            options.test_fraction,
+            options.folds,
+            inputs.extra.df if inputs.extra is not None else None,
+        )
+        trained = train_families(spark, prepared, inputs, options)
+        candidate = register_best(client, settings, trained, prepared, inputs, parent.info.run_id)
+        decision = candidate.decision
+        promoted = decision.promote and options.promote
+        reason = decision.reason + (HELD if decision.promote and not promoted else "")
+        write_card(candidate, trained, prepared, inputs, options, parent.info.run_id)
+        if promoted:
+            promoted, reason = promote(client, settings, candidate, at_start)
+        record_outcome(candidate, promoted, reason, at_start, started)
+    return Outcome(
+        run_id=parent.info.run_id,
+        challenger=candidate.trained.result.family.name,
+        heldout_auc=candidate.metadata.heldout_auc,
+        baseline_auc=candidate.baseline_auc,
+        version=candidate.version.version,
+        promoted=promoted,
+        reason=reason,
+        families={
+            t.result.family.name: {
+                "cv_auc": t.result.cv_auc_mean,
+                "heldout_auc": t.figures["heldout_auc"],
+                "parity": t.figures["parity_max_abs_diff"],
+            }
+            for t in trained
+        },
+        gate=decision,
+        production_at_start=at_start,
+    )
+
+
+def load_inputs(
+    spark: SparkSession, options: TrainOptions, settings: Settings, staging: Path
+) -> Inputs:
+    """Read and check the training CSV and the extra labelled rows, if any."""
+    started = time.perf_counter()
+
+    def load(path: Path) -> Loaded:
+        return load_passengers(spark, path, quarantine_dir=settings.quarantine_dir, staging=staging)
+
+    data = load(options.data)
+    extra = load(options.extra_data) if options.extra_data is not None else None
+    return Inputs(data, extra, time.perf_counter() - started)
+
+
+def track_inputs(inputs: Inputs, options: TrainOptions, settings: Settings) -> None:
+    """Tag the parent run with the data's fingerprint, the code and libraries; log the options,
+    the row counts, the quarantine and the datasets (``mlflow.log_input``)."""
+    loaded, extra = inputs.data, inputs.extra
+    mlflow.set_tags(
+        {
+            "dataset_sha256": loaded.sha256,
+            "git_commit": git_commit(),
+            "stage": "pipeline",
+            **{f"version.{k}": v for k, v in library_versions().items()},
+        }
+    )
+    mlflow.log_params(
+        {
+            "data": str(options.data),
+            "folds": options.folds,
+            "test_fraction": options.test_fraction,
+            "seed": options.seed,
+            "quick": options.quick,
+            "spark_master": settings.spark_master,
+        }
+    )
+    mlflow.log_metrics(
+        {
+            "rows_total": loaded.total_rows,
+            "rows_used": loaded.valid_rows,
+            "rows_quarantined": loaded.quarantined_rows,
+            "load_seconds": inputs.seconds,
+        }
+    )
+    registry.log_dataset(loaded, "training")
+    if loaded.quarantine_file:
+        mlflow.log_artifact(str(loaded.quarantine_file), "quarantine")
+    if extra is not None:
+        mlflow.set_tags({"extra_data": str(extra.path), "extra_data_sha256": extra.sha256})
+        mlflow.log_metrics(
+            {"rows_extra": extra.valid_rows, "rows_extra_quarantined": extra.quarantined_rows}
+        )
+        registry.log_dataset(extra, "training-extra")
+
+
+def train_families(
+    spark: SparkSession, prepared: Prepared, inputs: Inputs, options: TrainOptions
+) -> list[Trained]:
+    """Cross-validate each family, convert it to ONNX, check parity, log its nested run.
+
+    Raises:
+        ConversionError: ONNX and Spark disagree beyond ``PARITY_TOLERANCE`` for a family.
+    """
+    names = feature_names(prepared.prep_model)
+    parity_rows = inputs.data.df.unionByName(edge_rows(spark), allowMissingColumns=True).cache()
+    trained: list[Trained] = []
+    for i, family in enumerate(FAMILIES, start=1):
+        progress = f"[{i}/{len(FAMILIES)}]"
+        result = cross_validate(
+            family,
+            prepared,
+            options.folds,
+            options.seed,
+            options.quick,
+            progress,
+            options.parallelism,
+        )
+        trained.append(_convert_and_log(result, names, parity_rows, inputs, progress))
+    parity_rows.unpersist()
+    return trained
+
+
+def _convert_and_log(
+    result: FamilyResult, names: list[str], parity_rows: DataFrame, inputs: Inputs, progress: str
+) -> Trained:
+    onnx_start = time.perf_counter()
+    onnx_bytes = to_onnx(result.pipeline)
+    diff = parity(result.pipeline, onnx_bytes, parity_rows)
+    onnx_seconds = time.perf_counter() - onnx_start
+    label = result.family.label
+    log.info(
+        "%s %s: ONNX parity max |Δp| = %.2e on %d rows", progress, label, diff, parity_rows.count()
+    )
+    with runs.tracked_run(run_name=result.family.name, nested=True) as child:
+        mlflow.set_tags({"dataset_sha256": inputs.data.sha256, "stage": "family"})
+        figures = log_family(result, names, diff, onnx_seconds)
+    if not diff <= PARITY_TOLERANCE:
+        raise ConversionError(
+            f"{label}: ONNX and Spark disagree by {diff:.2e} "
+            f"in probability (tolerance {PARITY_TOLERANCE:g})"
+        )
+    return Trained(result, onnx_bytes, child.info.run_id, figures)
+
+
+def register_best(
+    client: MlflowClient,
+    settings: Settings,
+    trained: list[Trained],
+    prepared: Prepared,
+    inputs: Inputs,
+    pipeline_run_id: str,
+) -> Candidate:
+    """Log the family with the best CV AUC as the served model, gate it against Production on
+    the held-out rows, and register it (promoted or not)."""
+    best = max(trained, key=lambda t: t.result.cv_auc_mean)
+    reference = reference_frame(prepared)
+    held_out = held_out_frame(prepared)
+    baseline = evaluate.sex_only_auc(reference, held_out)
+    heldout_auc = best.figures["heldout_auc"]
+    metadata = ModelMetadata(
+        model_name=settings.model_name,
+        family=best.result.family.name,
+        params=best.result.best_params,
+        run_id=best.run_id,
+        pipeline_run_id=pipeline_run_id,
+        dataset_sha256=inputs.data.sha256,
+        heldout_auc=heldout_auc,
+        heldout_accuracy=best.figures["heldout_accuracy"],
+        cv_auc_mean=best.result.cv_auc_mean,
+        baseline_auc=baseline,
+        trained_at=datetime.now(UTC).isoformat(),
+        threshold=evaluate.THRESHOLD,
+        parity_max_abs_diff=best.figures["parity_max_abs_diff"],
+        rows_used=inputs.data.valid_rows,
+        **evaluate.feature_profile(reference),
+    )
+    with runs.tracked_run(run_id=best.run_id, nested=True):
+        model_uri = registry.log_served_model(
+            best.onnx_bytes, best.result.pipeline, metadata, reference
+        )
+    probabilities = registry.score_uri(model_uri, held_out)  # as Production is scored
+    decision = registry.compare_with_production(
+        client, settings, heldout_auc, baseline, held_out, probabilities
+    )
+    version = registry.register(
+        client,
+        settings.model_name,
+        model_uri,
+        best.run_id,
+        {
+            "heldout_auc": f"{heldout_auc:.6f}",
+            "dataset_sha256": inputs.data.sha256,
+            "run_id": best.run_id,
+            "family": best.result.family.name,
+        },
+    )
+    return Candidate(best, metadata, baseline, held_out, probabilities, decision, version)
+
+
+def write_card(
+    candidate: Candidate,
+    trained: list[Trained],
+    prepared: Prepared,
+    inputs: Inputs,
+    options: TrainOptions,
+    pipeline_run_id: str,
+) -> None:
+    """The registered version's model card, logged to its run (``training.model_card``)."""
+    loaded, best = inputs.data, candidate.trained
+    evidence = model_card.Evidence(
+        title=f"{candidate.metadata.model_name} v{candidate.version.version}: "
+        f"{best.result.family.label}",
+        facts={
+            "MLflow run": f"{best.run_id} (pipeline run {pipeline_run_id})",
+            "trained at": candidate.metadata.trained_at,
+            "data": f"{options.data}, sha256 {loaded.sha256}",
+            "rows": f"{loaded.total_rows} read, {loaded.valid_rows} used, "
+            f"{loaded.quarantined_rows} quarantined; {prepared.train_rows} training, "
+            f"{prepared.test_rows} held out",
+            "training command": runs.command_line(),
+            "code version": git_commit(),
+            "promotion gate": candidate.decision.reason,
+        },
+        families={
+            t.result.family.name: {
+                "cv_auc": t.result.cv_auc_mean,
+                "heldout_auc": t.figures["heldout_auc"],
+            }
+            for t in trained
+        },
+        chosen=best.result.family.name,
+        passengers=candidate.held_out,
+        y=candidate.held_out[LABEL].to_numpy(),
+        p=candidate.probabilities,
+    )
+    model_card.record(best.run_id, evidence)
+
+
+def promote(
+    client: MlflowClient, settings: Settings, candidate: Candidate, at_start: str | None
+) -> tuple[bool, str]:
+    """Point the production alias at the candidate if it still points where it did at the start.
+
+    Returns:
+        Whether it was promoted, and why (or why not).
+    """
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if out.returncode != 0:
-        return "unknown"
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        with registry.unmoved(client, settings, at_start):
+            registry.promote(
+                client, settings.model_name, settings.production_alias, candidate.version.version
+            )
+    except registry.ProductionMoved as moved:
+        return False, f"{moved} (the gate had passed: {candidate.decision.reason})"
+    return True, candidate.decision.reason
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "java": str(java_version())}
-    for name in LIBRARIES:
-        try:
-            versions[name] = package_version(name)
-        except Exception:
-            versions[name] = "absent"
-    return versions
-
-
-def held_out_frame(prepared: Prepared) -> pd.DataFrame:
-    return prepared.frame.filter(F.col(TEST)).select(*FEATURES, LABEL).toPandas()
-
-
-def reference_frame(prepared: Prepared) -> pd.DataFrame:
-    """The training rows as clients would send them: the drift reference."""
-    return prepared.frame.filter(~F.col(TEST)).select(*FEATURES, LABEL).toPandas()
-
-
-def sex_only_auc(train: pd.DataFrame, test: pd.DataFrame) -> float:
-    """Held-out AUC of the trivial baseline: each sex's survival rate in training."""
-    rates = train.groupby("Sex")[LABEL].mean()
-    p = test["Sex"].map(rates).fillna(train[LABEL].mean()).to_numpy(dtype=float)
-    return float(roc_auc_score(test[LABEL].astype(int), p))
-
-
-def feature_profile(reference: pd.DataFrame) -> dict[str, Any]:
-    """Ranges and categories seen in training: served with the model for per-request alerts."""
-    ranges = {c: [float(reference[c].min()), float(reference[c].max())] for c in NUMERIC_FEATURES}
-    categories = {c: sorted(reference[c].dropna().unique().tolist()) for c in CATEGORICAL_FEATURES}
-    return {"feature_ranges": ranges, "categories": categories}
+def record_outcome(
+    candidate: Candidate, promoted: bool, reason: str, at_start: str | None, started: float
+) -> None:
+    """Log the decision on the parent run: tags for what happened, metrics for the figures."""
+    best, decision = candidate.trained, candidate.decision
+    log.info(
+        "challenger %s v%s: %s — %s",
+        best.result.family.label,
+        candidate.version.version,
+        "PROMOTED" if promoted else "not promoted",
+        reason,
+    )
+    mlflow.set_tags(
+        {
+            "challenger": best.result.family.name,
+            "registered_version": candidate.version.version,
+            "promoted": str(promoted),
+            "decision": reason,
+            "production_at_start": at_start or "none",
+        }
+    )
+    mlflow.log_metrics(
+        {
+            "baseline_auc": candidate.baseline_auc,
+            "challenger_heldout_auc": candidate.metadata.heldout_auc,
+            "total_seconds": time.perf_counter() - started,
+            **(
+                {"production_auc": decision.production_auc}
+                if decision.production_auc is not None
+                else {}
+            ),
+        }
+    )
 
 
 def importances(result: FamilyResult, names: list[str]) -> list[float]:
@@ -177,235 +458,3 @@ def log_family(
         (out / "confusion_matrix.json").write_text(json.dumps(counts))
         mlflow.log_artifacts(str(out))
     return figures
-
-
-def run(options: TrainOptions, settings: Settings) -> Outcome:
-    """Train every family, log them under one parent run, register and maybe promote.
-
-    Holds the writers' lock of ``LIFEBOAT_HOME`` throughout, and promotes only if the production
-    alias still points where it did at the start (:func:`training.registry.unmoved`). An
-    interrupt ends the runs KILLED, an error FAILED.
-
-    Raises:
-        ScratchError: A cluster master without a shared scratch directory (before any work).
-        training.runs.Busy: Another train or retrain holds the lock (before any work).
-    """
-    require_scratch(settings)
-    # The frames read from the CSVs stay lazy: the copies the executors read must outlive them.
-    with runs.exclusive(settings.state_dir), shared_folder("inputs-") as inputs:
-        return _run(options, settings, inputs)
-
-
-def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
-    started = time.perf_counter()
-    client = registry.configure(settings)
-    at_start = registry.production_number(client, settings.model_name, settings.production_alias)
-    spark = get_spark()
-    loaded = load_passengers(
-        spark, options.data, quarantine_dir=settings.quarantine_dir, staging=inputs
-    )
-    extra = None
-    if options.extra_data is not None:
-        extra = load_passengers(
-            spark, options.extra_data, quarantine_dir=settings.quarantine_dir, staging=inputs
-        )
-    load_seconds = time.perf_counter() - started
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    with runs.tracked_run(run_name=f"pipeline-{stamp}") as parent:
-        mlflow.set_tags(
-            {
-                "dataset_sha256": loaded.sha256,
-                "git_commit": git_commit(),
-                "stage": "pipeline",
-                **{f"version.{k}": v for k, v in library_versions().items()},
-            }
-        )
-        mlflow.log_params(
-            {
-                "data": str(options.data),
-                "folds": options.folds,
-                "test_fraction": options.test_fraction,
-                "seed": options.seed,
-                "quick": options.quick,
-                "spark_master": settings.spark_master,
-            }
-        )
-        mlflow.log_metrics(
-            {
-                "rows_total": loaded.total_rows,
-                "rows_used": loaded.valid_rows,
-                "rows_quarantined": loaded.quarantined_rows,
-                "load_seconds": load_seconds,
-            }
-        )
-        if loaded.quarantine_file:
-            mlflow.log_artifact(str(loaded.quarantine_file), "quarantine")
-        if extra is not None:
-            mlflow.set_tags({"extra_data": str(extra.path), "extra_data_sha256": extra.sha256})
-            mlflow.log_metrics(
-                {"rows_extra": extra.valid_rows, "rows_extra_quarantined": extra.quarantined_rows}
-            )
-
-        prepared = prepare(
-            loaded.df,
-            options.seed,
-            options.test_fraction,
-            options.folds,
-            extra.df if extra is not None else None,
-        )
-        names = feature_names(prepared.prep_model)
-        parity_rows = loaded.df.unionByName(edge_rows(spark), allowMissingColumns=True).cache()
-        results: list[tuple[FamilyResult, bytes, str, dict[str, float]]] = []
-        for i, family in enumerate(FAMILIES, start=1):
-            progress = f"[{i}/{len(FAMILIES)}]"
-            result = cross_validate(
-                family,
-                prepared,
-                options.folds,
-                options.seed,
-                options.quick,
-                progress,
-                options.parallelism,
-            )
-            onnx_start = time.perf_counter()
-            onnx_bytes = to_onnx(result.pipeline)
-            diff = parity(result.pipeline, onnx_bytes, parity_rows)
-            onnx_seconds = time.perf_counter() - onnx_start
-            log.info(
-                "%s %s: ONNX parity max |Δp| = %.2e on %d rows",
-                progress,
-                family.label,
-                diff,
-                parity_rows.count(),
-            )
-            with runs.tracked_run(run_name=family.name, nested=True) as child:
-                mlflow.set_tags({"dataset_sha256": loaded.sha256, "stage": "family"})
-                figures = log_family(result, names, diff, onnx_seconds)
-            if not diff <= PARITY_TOLERANCE:
-                raise ConversionError(
-                    f"{family.label}: ONNX and Spark disagree by {diff:.2e} "
-                    f"in probability (tolerance {PARITY_TOLERANCE:g})"
-                )
-            results.append((result, onnx_bytes, child.info.run_id, figures))
-
-        best, onnx_bytes, child_id, figures = max(results, key=lambda r: r[0].cv_auc_mean)
-        reference = reference_frame(prepared)
-        held_out = held_out_frame(prepared)
-        baseline = sex_only_auc(reference, held_out)
-        heldout_auc = figures["heldout_auc"]
-        metadata = {
-            "model_name": settings.model_name,
-            "family": best.family.name,
-            "params": best.best_params,
-            "run_id": child_id,
-            "pipeline_run_id": parent.info.run_id,
-            "dataset_sha256": loaded.sha256,
-            "heldout_auc": heldout_auc,
-            "heldout_accuracy": figures["heldout_accuracy"],
-            "cv_auc_mean": best.cv_auc_mean,
-            "baseline_auc": baseline,
-            "trained_at": datetime.now(UTC).isoformat(),
-            "threshold": evaluate.THRESHOLD,
-            "parity_max_abs_diff": figures["parity_max_abs_diff"],
-            "rows_used": loaded.valid_rows,
-            **feature_profile(reference),
-        }
-        with runs.tracked_run(run_id=child_id, nested=True):
-            model_uri = registry.log_served_model(onnx_bytes, best.pipeline, metadata, reference)
-        challenger_p = registry.score_uri(model_uri, held_out)  # as Production is scored
-        decision = registry.compare_with_production(
-            client, settings, heldout_auc, baseline, held_out, challenger_p
-        )
-        version = registry.register(
-            client,
-            settings.model_name,
-            model_uri,
-            child_id,
-            {
-                "heldout_auc": f"{heldout_auc:.6f}",
-                "dataset_sha256": loaded.sha256,
-                "run_id": child_id,
-                "family": best.family.name,
-            },
-        )
-        evidence = model_card.Evidence(
-            title=f"{settings.model_name} v{version.version}: {best.family.label}",
-            facts={
-                "MLflow run": f"{child_id} (pipeline run {parent.info.run_id})",
-                "trained at": metadata["trained_at"],
-                "data": f"{options.data}, sha256 {loaded.sha256}",
-                "rows": f"{loaded.total_rows} read, {loaded.valid_rows} used, "
-                f"{loaded.quarantined_rows} quarantined; {prepared.train_rows} training, "
-                f"{prepared.test_rows} held out",
-                "training command": runs.command_line(),
-                "code version": git_commit(),
-                "promotion gate": decision.reason,
-            },
-            families={
-                r.family.name: {"cv_auc": r.cv_auc_mean, "heldout_auc": f["heldout_auc"]}
-                for r, _, _, f in results
-            },
-            chosen=best.family.name,
-            passengers=held_out,
-            y=held_out[LABEL].to_numpy(),
-            p=challenger_p,
-        )
-        model_card.record(child_id, evidence)
-        promoted = decision.promote and options.promote
-        reason = decision.reason + (HELD if decision.promote and not promoted else "")
-        if promoted:
-            try:
-                with registry.unmoved(client, settings, at_start):
-                    registry.promote(
-                        client, settings.model_name, settings.production_alias, version.version
-                    )
-            except registry.ProductionMoved as moved:
-                promoted, reason = False, f"{moved} (the gate had passed: {decision.reason})"
-        log.info(
-            "challenger %s v%s: %s — %s",
-            best.family.label,
-            version.version,
-            "PROMOTED" if promoted else "not promoted",
-            reason,
-        )
-        mlflow.set_tags(
-            {
-                "challenger": best.family.name,
-                "registered_version": version.version,
-                "promoted": str(promoted),
-                "decision": reason,
-                "production_at_start": at_start or "none",
-            }
-        )
-        mlflow.log_metrics(
-            {
-                "baseline_auc": baseline,
-                "challenger_heldout_auc": heldout_auc,
-                "total_seconds": time.perf_counter() - started,
-                **(
-                    {"production_auc": decision.production_auc}
-                    if decision.production_auc is not None
-                    else {}
-                ),
-            }
-        )
-        parity_rows.unpersist()
-    return Outcome(
-        run_id=parent.info.run_id,
-        challenger=best.family.name,
-        heldout_auc=heldout_auc,
-        baseline_auc=baseline,
-        version=version.version,
-        promoted=promoted,
-        reason=reason,
-        families={
-            r.family.name: {
-                "cv_auc": r.cv_auc_mean,
-                "heldout_auc": f["heldout_auc"],
-                "parity": f["parity_max_abs_diff"],
-            }
-            for r, _, _, f in results
-        },
-        gate=decision,
-        production_at_start=at_start,
-    )

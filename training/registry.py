@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -17,9 +16,18 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from sklearn.metrics import roc_auc_score
 
-from lifeboat.passenger import FEATURES, LABEL
+from lifeboat.artifact import (
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    ModelMetadata,
+    write_model_folder,
+)
+from lifeboat.passenger import COLUMNS, FEATURES, LABEL, Column
 from lifeboat.settings import PROJECT_ROOT, Settings
 from training import slices
 from training.runs import exclusive
@@ -28,10 +36,15 @@ from training.spark import shared_folder, written
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
 
+    from training.data import Loaded
+
 log = logging.getLogger(__name__)
 
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 # What the pyfunc needs at load time, pinned to what trained it (no 30 s requirement inference).
+# The passenger schema's kinds as MLflow column types.
+MLFLOW_TYPES = {"int": "long", "float": "double", "category": "string", "text": "string"}
+MODEL_INPUT_TYPES = {**MLFLOW_TYPES, "int": "double"}
 PYFUNC_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas", "pydantic", "pydantic-settings")
 
 
@@ -55,37 +68,75 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in PYFUNC_PACKAGES]
 
 
+def schema_of(columns: Iterable[Column], types: dict[str, str] = MLFLOW_TYPES) -> Schema:
+    """An MLflow schema of passenger columns (``lifeboat.passenger``): types and optionality."""
+    return Schema([ColSpec(types[c.kind], c.name, required=c.required) for c in columns])
+
+
+def model_signature() -> ModelSignature:
+    """The served pyfunc's signature: the passenger's features in, class and probability out.
+
+    Numbers go in as doubles, as the ONNX graph takes them: MLflow converts ints to doubles
+    (``{"Pclass": 3}`` is fine) but refuses a double for a long column, and Spark hands the
+    integer columns over as doubles. The service validates clients itself
+    (``lifeboat.passenger.Passenger``), with bounds MLflow's schema cannot express.
+    """
+    features = [c for c in COLUMNS if c.role == "feature"]
+    outputs = Schema([ColSpec("long", "survived"), ColSpec("double", "probability")])
+    return ModelSignature(inputs=schema_of(features, MODEL_INPUT_TYPES), outputs=outputs)
+
+
+def log_dataset(loaded: Loaded, context: str) -> None:
+    """Record a training CSV on the active run (``mlflow.log_input``): its file, its schema and
+    its fingerprint (the dataset's digest is the sha256's first 32 hex digits; the whole
+    hash is the run's ``dataset_sha256`` tag)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice ("" and "file:"); either one is right.
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(loaded.path.resolve().as_uri())
+    columns = [c for c in COLUMNS if c.role in ("feature", "label")]
+    dataset = MetaDataset(
+        source,
+        name=loaded.path.name,
+        digest=loaded.sha256[:32],
+        schema=schema_of(columns),
+    )
+    mlflow.log_input(dataset, context=context, tags={"rows_used": str(loaded.valid_rows)})
+
+
 def log_served_model(
     onnx_bytes: bytes,
     pipeline: PipelineModel,
-    metadata: dict[str, Any],
+    metadata: ModelMetadata,
     reference: pd.DataFrame,
 ) -> str:
     """Log the ONNX pyfunc with the Spark pipeline, metadata and reference sample; return its URI.
 
-    Runs inside the active MLflow run. No input signature is logged on purpose: MLflow's
-    enforcement refuses int64 for a double column, so ``{"Age": 22}`` would fail; validation of
-    client input belongs to the service (``lifeboat.passenger.Passenger``).
+    Runs inside the active MLflow run. The model gets :func:`model_signature` and three
+    reference passengers as its input example.
     """
     # Spark's executors write the pipeline's files: on a cluster, into a folder the driver sees
     # only when it is shared.
     with shared_folder("served-model-") as folder:
-        (folder / "model.onnx").write_bytes(onnx_bytes)
-        (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
-        reference.to_csv(folder / "reference.csv", index=False)
+        write_model_folder(folder, onnx_bytes, metadata, reference)
         pipeline.write().overwrite().save(str(folder / "spark_pipeline"))
         written(folder / "spark_pipeline", "metadata/part-*")  # never log a hollow save
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(SERVED_MODEL_CODE),
             artifacts={
-                "onnx": str(folder / "model.onnx"),
-                "metadata": str(folder / "metadata.json"),
-                "reference": str(folder / "reference.csv"),
+                "onnx": str(folder / MODEL_FILE),
+                "metadata": str(folder / METADATA_FILE),
+                "reference": str(folder / REFERENCE_FILE),
                 "spark_pipeline": str(folder / "spark_pipeline"),
             },
             code_paths=[str(PROJECT_ROOT / "lifeboat")],
             pip_requirements=pip_requirements(),
+            signature=model_signature(),
+            input_example=reference[list(FEATURES)].head(3),
         )
     return info.model_uri
 

@@ -22,10 +22,11 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from lifeboat.passenger import COLUMN_NAMES, LABEL
+from lifeboat.passenger import COLUMN_NAMES, FEATURES, LABEL
 from training.features import FEATURES_COL, preprocessing, strip_ml_metadata, with_derived
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.ml import Estimator
     from pyspark.sql import DataFrame
 
@@ -251,3 +252,13 @@ def cross_validate(
         p_test=p_test,
         timings={"cv_seconds": cv_seconds, "refit_seconds": refit_seconds},
     )
+
+
+def held_out_frame(prepared: Prepared) -> pd.DataFrame:
+    """The held-out rows as clients would send them (features and label)."""
+    return prepared.frame.filter(F.col(TEST)).select(*FEATURES, LABEL).toPandas()
+
+
+def reference_frame(prepared: Prepared) -> pd.DataFrame:
+    """The training rows as clients would send them: the drift reference."""
+    return prepared.frame.filter(~F.col(TEST)).select(*FEATURES, LABEL).toPandas()

@@ -22,7 +22,7 @@ def served_model(trained, settings) -> dict[str, Any]:
     """The session's Production model imported into the session's BentoML store."""
     import bentoml
 
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     imported, _ = import_production(settings.tracking_uri, settings.model_name)
     model = bentoml.models.get(imported.tag)  # a new model's own .path is its build folder

@@ -13,6 +13,7 @@ import pytest
 from drift import logs, stats, traffic
 from lifeboat.passenger import COLUMN_NAMES, FEATURES, LABEL
 from lifeboat.streams import PREDICTIONS as MONITOR_NAME
+from lifeboat.streams import request_hex
 
 BAD_LINES = (
     b"not json at all",
@@ -47,7 +48,7 @@ def test_reads_what_bentoml_monitor_really_writes(tmp_path):
         mon.log_batch([0.25, 0.5, 0.75], "probability", "prediction", "numerical")
         mon.log_batch([0, 1, 1], "prediction", "prediction", "categorical")
         mon.log_batch(["7", "7", "7"], "model_version", "prediction", "categorical")
-        ids = [traffic.prediction_id(i) for i in range(3)]
+        ids = [request_hex(i) for i in range(3)]
         mon.log_batch(ids, "prediction_id", "prediction", "categorical")
     scan = logs.scan_logs(tmp_path)
     assert scan.data_dir == tmp_path / MONITOR_NAME / "data"

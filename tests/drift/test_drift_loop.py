@@ -271,7 +271,7 @@ options = RetrainOptions(report=ReportOptions(logs=settings.monitoring_dir), ser
                          admin_token="not-the-token")
 state = Retrain(options, settings, print, version=candidate, promoted=True)
 try:
-    ship(state, promoted_now=True, previous=previous)
+    ship(state.shipment(), promoted_now=True, previous=previous)
 except StepFailed as exc:
     print("StepFailed:", exc)
 """

@@ -190,7 +190,7 @@ def test_reference_falls_back_to_the_registry(served_model, settings):
     registry = from_mlflow(served_model["version"], settings.tracking_uri, settings.model_name)
     assert registry is not None and registry.source.startswith("mlflow:models:/titanic/")
     assert registry.frame.equals(stored.frame)
-    assert registry.metadata["heldout_auc"] == pytest.approx(stored.metadata["heldout_auc"])
+    assert registry.metadata.heldout_auc == pytest.approx(stored.metadata.heldout_auc)
     assert from_store("999", settings.tracking_uri) is None
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.card import CARD_ARTIFACTS, CARD_FILES, CARD_HTML, CARD_MARKDOWN
+from lifeboat.artifact import CARD_ARTIFACTS, CARD_FILES, CARD_HTML, CARD_MARKDOWN
 from lifeboat.passenger import LABEL
 from tests.conftest import DATA
 from training import slices
@@ -21,9 +21,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.integration]
 def held_out(spark, trained, settings) -> pd.DataFrame:
     """The held-out rows of the session's training run, as the pipeline splits them."""
     from training.data import load_passengers
-    from training.pipeline import held_out_frame
     from training.spark import shared_folder
-    from training.train import prepare
+    from training.train import held_out_frame, prepare
 
     with shared_folder("inputs-") as inputs:
         loaded = load_passengers(
@@ -76,7 +75,7 @@ def test_card_records_data_code_and_choice(card_text, trained, settings, held_ou
 
 
 def test_the_store_model_carries_the_card(trained, settings):
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     model, _ = import_production(settings.tracking_uri)
     folder = Path(model.path)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat.model_store import NoProductionModel, import_production
 from lifeboat.scoring import OnnxScorer
+from lifeboat.serving.store import NoProductionModel, import_production
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

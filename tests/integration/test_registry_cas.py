@@ -155,7 +155,7 @@ def _undo_after(home: Path, monkeypatch, moved_by_someone: bool) -> tuple[str, s
     lines: list[str] = []
     options = RetrainOptions(report=ReportOptions(logs=home), reload=False)
     state = Retrain(options, settings, lines.append, version=ours, promoted=True)
-    said = undo(state, previous, created_tag=None, reload_sent=False)
+    said = undo(state.shipment(), previous, created_tag=None, reload_sent=False)
     return said, production(home), [previous, ours, theirs, *lines]
 
 

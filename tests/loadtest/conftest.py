@@ -24,7 +24,7 @@ FEEDBACK_TOKEN = "loadtest-feedback-token"
 def served(trained, settings, session_home: Path) -> Iterator[str]:
     """``bentoml serve service:TitanicSurvival`` on a free 127.0.0.1 port, serving the
     session's Production model from the session's BentoML store; yields its base URL."""
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     model, _ = import_production(
         settings.tracking_uri, settings.model_name, settings.production_alias

@@ -1,7 +1,7 @@
 """One real ``bentoml serve service:TitanicSurvival`` for the whole folder, on a free port.
 
 It serves the model the session's training run (``trained``) promoted, imported with
-``lifeboat.model_store.import_production`` into a BentoML store of this folder's own: the reload
+``lifeboat.serving.store.import_production`` into a BentoML store of this folder's own: the reload
 tests add candidates (one of them broken) to that store and move the production alias in a
 copy of the session's MLflow registry, which other folders must not see.
 """
@@ -42,7 +42,7 @@ class ServingHome:
 def serving_home(trained, settings, tmp_path_factory) -> ServingHome:
     from bentoml._internal.models import ModelStore
 
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     home = tmp_path_factory.mktemp("serving")
     # sqlite's backup API: a consistent copy of the registry; artifacts stay where they are.

@@ -76,7 +76,7 @@ def test_a_server_without_a_valid_model_exits_at_once_and_never_listens(serving_
     finally:
         stop_group(server.process)
     assert code is not None, f"still running after 45 s:\n{server.log_tail()}"
-    from lifeboat.lifecycle import EXIT_NO_MODEL
+    from lifeboat.serving.lifecycle import EXIT_NO_MODEL
 
     assert code == EXIT_NO_MODEL, server.log_tail()
     assert not connected  # it never took a connection it could not answer
@@ -111,7 +111,7 @@ def test_a_crash_looping_worker_fails_readyz_and_health_names_it(serving_home, t
 
 
 def test_a_server_whose_workers_all_fail_to_restart_exits(serving_home, tmp_path):
-    from lifeboat.lifecycle import EXIT_NO_MODEL
+    from lifeboat.serving.lifecycle import EXIT_NO_MODEL
 
     home = store_with(serving_home.model_path, tmp_path / "bentoml")
     with serving(TARGET, store_only(home, tmp_path, "dead"), ROOT, tmp_path / "dead.log") as server:

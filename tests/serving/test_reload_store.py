@@ -16,19 +16,19 @@ from typing import Any
 import bentoml
 import pytest
 
-from lifeboat.reloading import (
+from lifeboat.prediction import ModelRejected
+from lifeboat.serving.reloading import (
     Candidate,
     ModelHolder,
     Production,
     load_stored,
     marker_path,
     open_holder,
-    open_store,
     read_pointer,
     startup_model,
     swap_in_candidate,
 )
-from lifeboat.serving import ModelRejected
+from lifeboat.serving.store import open_store
 from lifeboat.settings import Settings
 from tests.serving.harness import store_with
 
@@ -55,7 +55,7 @@ def two_workers(serving_home, tmp_path) -> tuple[Settings, Any, ModelHolder, Mod
         LIFEBOAT_MODEL_STORE=str(store_with(serving_home.model_path, tmp_path / "bentoml")),
         LIFEBOAT_RELOAD_MARKER=str(tmp_path / "pointer.json"),
     )
-    store = open_store(settings)
+    store = open_store(settings.model_store)
     first, second = (open_holder(store.get("titanic:latest"), settings) for _ in range(2))
     return settings, store, first, second
 
@@ -114,9 +114,7 @@ def test_the_default_pointer_lives_in_a_private_directory(tmp_path, monkeypatch)
 
 
 def test_a_rejected_imported_candidate_is_deleted_from_the_store(serving_home, tmp_path):
-    store = open_store(
-        Settings(LIFEBOAT_MODEL_STORE=str(store_with(serving_home.model_path, tmp_path / "b")))
-    )
+    store = open_store(store_with(serving_home.model_path, tmp_path / "b"))
     good = str(store.get("titanic:latest").tag)
     bad = add_model(store, serving_home.model_path, "8", onnx=b"garbage")
 

@@ -410,7 +410,7 @@ def bento_store(stack_home) -> Any:
 def served(stack_trained, stack_settings, stack_home, bento_store) -> Iterator[str]:
     """``bentoml serve`` on a free port from the stack's store, with the Production model
     imported from the server first; yields its base URL."""
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     import_production(
         stack_settings.tracking_uri,

@@ -105,7 +105,7 @@ def test_artifacts_go_through_the_server_into_the_bucket(
 def test_the_build_step_imports_production_from_the_server(
     stack_trained, mlflow_server, s3, bento_store
 ):
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     model, _ = import_production(mlflow_server.uri, store=bento_store)
     labels = model.info.labels
@@ -120,7 +120,7 @@ def test_the_build_step_imports_production_from_the_server(
 
 
 def test_a_second_import_does_nothing(stack_trained, mlflow_server, bento_store):
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
 
     first, _ = import_production(mlflow_server.uri, store=bento_store)
     again, created = import_production(mlflow_server.uri, store=bento_store)
@@ -193,7 +193,7 @@ def test_reload_serves_the_new_production_version_from_the_server(
     """
     import mlflow
 
-    from lifeboat.model_store import import_production
+    from lifeboat.serving.store import import_production
     from training import registry
 
     assert requests.get(f"{served}/health", timeout=10).json()["model_version"] == "1"

@@ -13,7 +13,7 @@ from pathlib import Path
 import bentoml
 import pytest
 
-from lifeboat.monitoring import BlockMonitor
+from lifeboat.serving.monitoring import BlockMonitor
 
 COLUMNS = (
     ("Pclass", "feature", "numerical", [3, 1, 2]),
@@ -170,7 +170,7 @@ def test_a_strict_monitor_raises_when_its_record_cannot_be_written(tmp_path, mon
     """Feedback labels are not dropped quietly: the write error reaches the caller, who
     answers 503 so that the client sends them again (a real full 16 KiB tmpfs); and the failed
     record does not block the next one."""
-    from lifeboat.monitoring import stream
+    from lifeboat.serving.monitoring import stream
     from lifeboat.settings import get_settings
 
     name = "block-monitor-strict"

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from starlette.requests import Request
 
-from lifeboat import card
+from lifeboat import artifact
+from lifeboat.serving import card
 from tests.conftest import packages_imported_by
 from training import slices
 from training.model_card import Evidence, write_card
@@ -129,16 +130,16 @@ def test_card_files_show_every_slice(tmp_path):
     }
     evidence = Evidence("titanic v3", {"data": "abc"}, families, "logreg", frame, y, p)
     paths = write_card(tmp_path, evidence)
-    assert [p.name for p in paths] == list(card.CARD_FILES)
-    md = (tmp_path / card.CARD_MARKDOWN).read_text()
-    page = (tmp_path / card.CARD_HTML).read_text()
+    assert [p.name for p in paths] == list(artifact.CARD_FILES)
+    md = (tmp_path / artifact.CARD_MARKDOWN).read_text()
+    page = (tmp_path / artifact.CARD_HTML).read_text()
     for s in slices.by_slice(frame, y, p):
         assert f"| {s.name} | {s.figures.rows} |" in md
         assert f"<td>{s.name}</td><td>{s.figures.rows}</td>" in page
     assert "| gbt | 0.800 | 0.900 |" in md
     assert "Too small to judge: port=Q." in md
     assert "logreg won on cross-validated AUC (0.8400, ahead of gbt (0.8000))" in md
-    assert (tmp_path / card.RELIABILITY_PLOT).read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / artifact.RELIABILITY_PLOT).read_bytes().startswith(b"\x89PNG")
     assert "data:image/png;base64," in page and "<h1>titanic v3</h1>" in page
 
 
@@ -154,8 +155,8 @@ def request(query: str = "", accept: str = "*/*") -> Request:
 
 
 def test_card_route_answers_html_markdown_or_404(tmp_path):
-    (tmp_path / card.CARD_HTML).write_text("<h1>card</h1>")
-    (tmp_path / card.CARD_MARKDOWN).write_text("# card")
+    (tmp_path / artifact.CARD_HTML).write_text("<h1>card</h1>")
+    (tmp_path / artifact.CARD_MARKDOWN).write_text("# card")
     assert card.card_response(tmp_path, "3", request()).body == b"<h1>card</h1>"
     answer = card.card_response(tmp_path, "3", request(accept="text/markdown"))
     assert answer.body == b"# card" and answer.media_type.startswith("text/markdown")
@@ -165,5 +166,5 @@ def test_card_route_answers_html_markdown_or_404(tmp_path):
 
 
 def test_card_modules_need_neither_spark_nor_mlflow():
-    code = "import training.slices, training.model_card, lifeboat.card"
+    code = "import training.slices, training.model_card, lifeboat.artifact"
     assert packages_imported_by(code, ["pyspark", "mlflow", "bentoml"]) == []

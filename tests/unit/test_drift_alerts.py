@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from lifeboat.bodies import DriftAlert
-from lifeboat.serving import drift_alerts
+from lifeboat.prediction import DriftAlert, drift_alerts
 
 RANGES = {"Age": (0.42, 80.0), "Fare": (0.0, 512.33), "SibSp": (0.0, 8.0), "Sex": (0.0, 1.0)}
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lifeboat.features import DERIVED_FEATURES, derive
-from training.pipeline import sex_only_auc
+from training.evaluate import sex_only_auc
 from training.registry import gate
 
 

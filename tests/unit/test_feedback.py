@@ -6,8 +6,8 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from lifeboat import feedback, guards
-from lifeboat.rejection import MAX_LISTED_ERRORS, Rejection
+from lifeboat.serving import feedback, guards
+from lifeboat.serving.rejection import MAX_LISTED_ERRORS, Rejection
 from lifeboat.streams import batch_ids, is_prediction_id, request_hex
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from lifeboat.serving import freeze_startup_heap
+from lifeboat.serving.predicting import freeze_startup_heap
 
 
 def test_objects_alive_at_startup_are_frozen_and_later_ones_are_not():

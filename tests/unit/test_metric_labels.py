@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from lifeboat.metric_labels import UNMATCHED, RouteLabelledMetrics, RouteLabels
+from lifeboat.serving.metric_labels import UNMATCHED, RouteLabelledMetrics, RouteLabels
 
 
 def echo_path(request: Request) -> PlainTextResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifeboat.serving import LOCAL_REGISTRY, ModelMetadata, public_uri
+from lifeboat.artifact import LOCAL_REGISTRY, ModelMetadata, public_uri
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from lifeboat.bodies import PredictTitanicBatchRequest, PredictTitanicRequest
 from lifeboat.passenger import EXAMPLE
-from lifeboat.rejection import MAX_LISTED_ERRORS, Rejection
+from lifeboat.serving.bodies import PredictTitanicBatchRequest, PredictTitanicRequest
+from lifeboat.serving.rejection import MAX_LISTED_ERRORS, Rejection
 
 
 def rejected(call, body) -> Rejection:

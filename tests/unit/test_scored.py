@@ -8,9 +8,10 @@ import numpy as np
 import pydantic_core
 import pytest
 
-from lifeboat.bodies import BatchPredictions, DriftAlert, Scored
+from lifeboat.artifact import ModelMetadata
 from lifeboat.passenger import EXAMPLE, Passenger
-from lifeboat.serving import LoadedModel, ModelMetadata, predict
+from lifeboat.prediction import DriftAlert, LoadedModel, Scored, predict
+from lifeboat.serving.bodies import BatchPredictions, predictions
 
 ALERT = DriftAlert(feature="Fare", value=600.0, training_min=0.0, training_max=512.33)
 SCORED = Scored(
@@ -35,7 +36,7 @@ def test_take_slices_every_column_and_renumbers_the_alerts():
 
 def test_the_batch_body_is_what_pydantic_writes_for_the_same_predictions():
     fast = pydantic_core.to_json({"predictions": SCORED.rows()})
-    slow = BatchPredictions(predictions=SCORED.predictions()).model_dump_json()
+    slow = BatchPredictions(predictions=predictions(SCORED)).model_dump_json()
     assert fast.decode() == slow
     body = json.loads(fast)["predictions"]
     assert [p["drift_alerts"] for p in body] == [[], [ALERT.model_dump()], []]

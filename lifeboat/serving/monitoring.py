@@ -1,8 +1,8 @@
 """``bentoml.monitor``'s default files and lines, written one block per request.
 
 BentoML's :class:`DefaultMonitor` appends a value at a time and emits one logging record per
-passenger through ``python-json-logger``: about 50 ms of a 1000-passenger batch request, most
-of the request's cost. :class:`BlockMonitor` keeps everything a reader sees — the files
+passenger through ``python-json-logger``: most of a 1000-passenger batch request's cost (see
+the README's serving results). :class:`BlockMonitor` keeps everything a reader sees — the files
 (``<log_path>/<name>/data/data.<worker>.log``, rotated daily), the schema file, one JSON object
 per passenger with ``timestamp``, ``request_id`` and ``trace_id`` — and changes how they are
 produced: columns are extended a batch at a time and a request's lines go to the file as one

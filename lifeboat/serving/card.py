@@ -1,25 +1,20 @@
 """The model card a model carries in its store folder, and ``GET /model_card``.
 
-Training writes the card (``training.model_card``); the store import copies these files beside
-``model.onnx``. A model imported before cards existed has none, and the route answers 404.
+Training writes the card (``training.model_card``; its files are named in ``lifeboat.artifact``)
+and the store import copies it beside the model. A model imported before cards existed has
+none, and the route answers 404.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-if TYPE_CHECKING:  # training imports the file names here without loading BentoML
-    from lifeboat.reloading import ModelHolder
+from lifeboat.artifact import CARD_HTML, CARD_MARKDOWN
+from lifeboat.serving.reloading import ModelHolder, resolve
 
-CARD_ARTIFACTS = "model_card"  # the card's folder among the training run's MLflow artifacts
-CARD_MARKDOWN = "model_card.md"
-CARD_HTML = "model_card.html"  # self-contained: the reliability plot is embedded
-RELIABILITY_PLOT = "reliability.png"
-CARD_FILES = (CARD_MARKDOWN, CARD_HTML, RELIABILITY_PLOT)
 MARKDOWN_TYPE = "text/markdown"
 
 
@@ -51,7 +46,5 @@ def card_response(model_dir: str | Path, version: str, request: Request) -> Resp
 
 def serving_card(holder: ModelHolder, request: Request) -> Response:
     """``GET /model_card``: the card of the model this worker serves."""
-    from lifeboat.reloading import resolve  # here: training imports this module, not BentoML
-
     model = holder.model
     return card_response(resolve(holder.store, model.tag).path, model.metadata.version, request)

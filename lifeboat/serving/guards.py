@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lifeboat.bodies import BATCH_ROUTE, PREDICT_ROUTE
+from lifeboat.routes import BATCH_ROUTE, PREDICT_ROUTE
 from lifeboat.settings import get_settings
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 1000 passengers with 500-character texts are ~1.7 MB

@@ -7,7 +7,6 @@ service imports this module without paying for MLflow unless it really pulls fro
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -16,14 +15,20 @@ from typing import Any
 
 import bentoml
 
-from lifeboat.card import CARD_ARTIFACTS, CARD_FILES
+from lifeboat.artifact import (
+    BENTO_MODEL,
+    CARD_ARTIFACTS,
+    CARD_FILES,
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    SERVED_FILES,
+    ModelMetadata,
+)
 from lifeboat.settings import proxy_artifact_downloads
 
 log = logging.getLogger(__name__)
 
-BENTO_MODEL = "titanic"
-# Files the service needs from the registered model's artifacts (the Spark pipeline stays out).
-SERVED_FILES = ("model.onnx", "metadata.json", "reference.csv")
 # What MLflow answers for an unknown model (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_
 # VALUE, from the SQL store and the REST server alike).
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
@@ -40,7 +45,7 @@ def find_imported(
     from bentoml.exceptions import NotFound
 
     try:
-        models = bentoml.models.list(name, **_in(store))
+        models = bentoml.models.list(name, **using(store))
     except NotFound:  # no model of that name yet
         return None
     for model in models:
@@ -110,31 +115,25 @@ def import_production(
             for name in SERVED_FILES
         }
         card = _download_card(client, version.run_id, Path(tmp) / "card", tracking_uri)
-        metadata = json.loads(files["metadata.json"].read_text())
-        metadata.update(
-            version=str(version.version),
-            registered_model=registered_name,
-            alias=alias,
-            tracking_uri=_public(tracking_uri),
-        )
+        trained = ModelMetadata.model_validate_json(files[METADATA_FILE].read_bytes())
+        metadata = trained.imported(str(version.version), registered_name, alias, tracking_uri)
         labels = {
             "registry_version": str(version.version),
             "run_id": version.run_id,
-            "family": str(metadata.get("family", "")),
+            "family": metadata.family or "",
             "stage": alias,
         }
-        summary = {
-            k: metadata[k]
-            for k in ("version", "run_id", "dataset_sha256", "heldout_auc", "trained_at", "family")
-            if k in metadata
-        }
+        summary = metadata.model_dump(
+            include={"version", "run_id", "dataset_sha256", "heldout_auc", "trained_at", "family"},
+            exclude_none=True,
+        )
         with bentoml.models.create(
-            bento_name, labels=labels, metadata=summary, **_in(store)
+            bento_name, labels=labels, metadata=summary, **using(store)
         ) as model:
             target = Path(model.path)
-            shutil.copy(files["model.onnx"], target / "model.onnx")
-            shutil.copy(files["reference.csv"], target / "reference.csv")
-            (target / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+            shutil.copy(files[MODEL_FILE], target / MODEL_FILE)
+            shutil.copy(files[REFERENCE_FILE], target / REFERENCE_FILE)
+            metadata.to_file(target / METADATA_FILE)
             for path in card:
                 shutil.copy(path, target / path.name)
     log.info(
@@ -145,7 +144,7 @@ def import_production(
         model.tag,
     )
     # The model as the store holds it: the object create() yielded points at its build folder.
-    return bentoml.models.get(model.tag, **_in(store)), True
+    return bentoml.models.get(model.tag, **using(store)), True
 
 
 def _download_card(client: Any, run_id: str, dst: Path, tracking_uri: str) -> list[Path]:
@@ -162,14 +161,19 @@ def _download_card(client: Any, run_id: str, dst: Path, tracking_uri: str) -> li
     return [Path(folder) / name for name in CARD_FILES if name in logged]
 
 
-def _in(store: Any | None) -> dict[str, Any]:
-    # BentoML's own keyword for "this store, not the configured one"; omitted, its default.
+def using(store: Any | None) -> dict[str, Any]:
+    """Keywords for ``bentoml.models`` calls that should use ``store`` (None: the default)."""
+    # BentoML's public calls take the store only through this private keyword.
     return {} if store is None else {"_model_store": store}
 
 
-def _public(uri: str) -> str:
-    """The tracking URI without credentials, fit for metadata that the service publishes."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return uri
+def open_store(folder: Path | None) -> Any:
+    """The BentoML model store in ``folder`` (``LIFEBOAT_MODEL_STORE``), else the process's own
+    (``BENTOML_HOME``)."""
+    # No public constructor for a store other than the configured one.
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    if folder is None:
+        return BentoMLContainer.model_store.get()
+    return ModelStore(folder / "models")

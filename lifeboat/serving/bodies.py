@@ -8,58 +8,29 @@ BentoML's (1.4.39) batching shapes the prediction route's bodies:
 * The dispatcher gives each request its one-element slice of the batch's output;
   :class:`PredictionResponse` writes that element as the body.
 * The batch runs in the context of whichever request started the dispatcher, so each passenger
-  carries its own request's ids (:class:`Received`) into its monitoring record.
+  carries its own request's ids (:class:`~lifeboat.serving.predicting.Received`) into its
+  monitoring record.
 
 BentoML answers a ``ValidationError`` raised while parsing with a 400 of its details; the
-request models validate through :class:`~lifeboat.rejection.BodyValidator`, so that 400 lists
-at most ten problems whatever the body holds.
+request models validate through :class:`~lifeboat.serving.rejection.BodyValidator`, so that 400
+lists at most ten problems whatever the body holds.
 """
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import bentoml
 import pydantic_core
-from bentoml._internal.context import trace_context
-from opentelemetry import context as otel_context
-from opentelemetry import trace as otel_trace
 from pydantic import BaseModel, Field, TypeAdapter
 from starlette.responses import Response
 
 from lifeboat.passenger import EXAMPLE, Passenger
-from lifeboat.rejection import BodyValidator
+from lifeboat.prediction import DriftAlert, Scored
+from lifeboat.serving.predicting import Received
+from lifeboat.serving.rejection import BodyValidator
 
-PREDICT_ROUTE = "/predict_titanic"
-BATCH_ROUTE = "/predict_titanic_batch"
 MAX_BATCH_PASSENGERS = 1000
-
-
-@dataclass(frozen=True)
-class Received:
-    """A passenger and the ids of the request that sent it."""
-
-    passenger: Any
-    request_id: int | None
-    span: Any  # the request's OpenTelemetry span: the monitor reads the trace id from it
-
-    @classmethod
-    def now(cls, passenger: Any) -> Received:
-        """Stamp a passenger with the current request's ids (call while parsing the body)."""
-        return cls(passenger, trace_context.request_id, otel_trace.get_current_span())
-
-    def run_as_request(self, func: Callable[[], None]) -> None:
-        """Run ``func`` with this passenger's request ids current, in a copied context."""
-
-        def run() -> None:
-            trace_context.request_id = self.request_id
-            otel_context.attach(otel_trace.set_span_in_context(self.span))
-            func()
-
-        contextvars.copy_context().run(run)
 
 
 # The flat object is validated as itself, so errors name the client's field ("Pclass", not
@@ -133,15 +104,6 @@ def _openapi_nullable(schema: Any) -> Any:
     return out
 
 
-class DriftAlert(BaseModel):
-    """A feature value outside the range the serving model saw in training."""
-
-    feature: str
-    value: float
-    training_min: float
-    training_max: float
-
-
 class Prediction(BaseModel):
     """One passenger's prediction."""
 
@@ -171,54 +133,9 @@ class BatchPredictions(BaseModel):
     predictions: list[Prediction]
 
 
-@dataclass(frozen=True)
-class Scored:
-    """Passengers scored by one model, column by column: the prediction bodies and the
-    monitoring records are both read from here.
-
-    A thousand-passenger batch costs a thousand :class:`Prediction` models if built row by row;
-    columns cost a few lists, and the batch body is encoded from them in one call.
-    """
-
-    columns: dict[str, list[Any]]  # the passengers' logged columns (features and label)
-    prediction_ids: list[str]  # what each client gets as request_id (lifeboat.streams)
-    probability: list[float]
-    survived: list[int]
-    model_version: str
-    drift_alerts: dict[int, list[DriftAlert]]  # by position; most passengers have none
-
-    def __len__(self) -> int:
-        return len(self.probability)
-
-    def take(self, start: int, stop: int) -> Scored:
-        """The passengers ``start`` to ``stop - 1``, renumbered from 0."""
-        return Scored(
-            {name: values[start:stop] for name, values in self.columns.items()},
-            self.prediction_ids[start:stop],
-            self.probability[start:stop],
-            self.survived[start:stop],
-            self.model_version,
-            {i - start: a for i, a in self.drift_alerts.items() if start <= i < stop},
-        )
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One :class:`Prediction`'s fields per passenger, in order."""
-        return [
-            {
-                "request_id": request_id,
-                "survived": survived,
-                "probability": probability,
-                "model_version": self.model_version,
-                "drift_alerts": self.drift_alerts.get(i, []),
-            }
-            for i, (request_id, survived, probability) in enumerate(
-                zip(self.prediction_ids, self.survived, self.probability, strict=True)
-            )
-        ]
-
-    def predictions(self) -> list[Prediction]:
-        """One :class:`Prediction` per passenger, in order."""
-        return [Prediction(**row) for row in self.rows()]
+def predictions(scored: Scored) -> list[Prediction]:
+    """One :class:`Prediction` per scored passenger, in order."""
+    return [Prediction(**row) for row in scored.rows()]
 
 
 class BatchPredictionsResponse(bentoml.IODescriptor, BatchPredictions):

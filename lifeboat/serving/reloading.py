@@ -7,7 +7,7 @@ that resolves it, and only then named in the **pointer**, a file private to this
 (written atomically). Every worker polls the pointer and loads what it names. So:
 
 - at start, ``bentoml serve`` chooses the model once, before its workers start (see
-  ``lifeboat.lifecycle``): the pointer's if this server has one, else Production, else
+  ``lifeboat.serving.lifecycle``): the pointer's if this server has one, else Production, else
   (registry unreachable) the model the Bento was built with, loudly; a worker restarted
   later serves what the pointer names;
 - ``POST /reload`` re-resolves Production in the worker it reaches, and the others follow;
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -39,16 +40,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models import ModelStore
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
-from lifeboat import model_store
-from lifeboat.serving import LoadedModel, ModelMetadata, ModelRejected, load_model, logger
+from lifeboat.artifact import BENTO_MODEL, ModelMetadata, without_credentials
+from lifeboat.prediction import LoadedModel, ModelRejected, load_model
+from lifeboat.serving.store import import_production, open_store
 from lifeboat.settings import Settings
 
-MODEL_TAG = f"{model_store.BENTO_MODEL}:latest"
+logger = logging.getLogger("bentoml.lifeboat.reloading")
+
+MODEL_TAG = f"{BENTO_MODEL}:latest"
 
 
 class ReloadResult(BaseModel):
@@ -278,13 +280,6 @@ def swap_in_candidate(
         raise InvalidCandidate(str(exc)) from exc
 
 
-def open_store(settings: Settings) -> Any:
-    """``LIFEBOAT_MODEL_STORE``'s BentoML store if set, else the process's own."""
-    if settings.model_store is None:
-        return BentoMLContainer.model_store.get()
-    return ModelStore(settings.model_store / "models")
-
-
 def load_stored(store: Any, tag: str) -> LoadedModel:
     """Load and smoke-test the stored model ``tag``.
 
@@ -316,7 +311,7 @@ def production_source(settings: Settings, store: Any) -> Production:
     if not uri:
         return Production(lambda: Candidate(MODEL_TAG), f"BentoML store {MODEL_TAG}")
     name, alias = settings.model_name, settings.production_alias
-    source = f"models:/{name}@{alias} at {model_store._public(uri)}"
+    source = f"models:/{name}@{alias} at {without_credentials(uri)}"
     # Import MLflow now, while the worker starts, not in the middle of traffic: BentoML's batcher
     # checks each batch against lazily named types (pandas.core.frame.DataFrame), which fails
     # with a 500 while a reload thread has pandas half-imported.
@@ -325,7 +320,7 @@ def production_source(settings: Settings, store: Any) -> Production:
 
     def imported() -> Candidate:
         try:
-            model, created = model_store.import_production(uri, name, alias, store=store)
+            model, created = import_production(uri, name, alias, store=store)
         except Exception as exc:  # the registry down, no alias, a missing artifact ...
             raise ModelRejected(f"{source}: {type(exc).__name__}: {exc}") from exc
         return Candidate(str(model.tag), imported=created)
@@ -444,7 +439,7 @@ def open_holder(stored: Any, settings: Settings) -> ModelHolder:
     A worker that circus restarts after a reload so rejoins its siblings instead of loading
     whatever the store now calls latest.
     """
-    pointer, store = marker_path(settings), open_store(settings)
+    pointer, store = marker_path(settings), open_store(settings.model_store)
     production = production_source(settings, store)
     with pointer_lock(pointer):
         model = startup_model(stored, pointer, store, production)

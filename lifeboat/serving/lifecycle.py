@@ -3,7 +3,7 @@ workers serve, and it drains on ``SIGTERM``.
 
 - **Start.** ``bentoml serve`` runs :func:`prepare_server` once, in the process that then
   supervises the workers (circus's arbiter), before the port is bound. It chooses the model the
-  way a starting worker does (:func:`lifeboat.reloading.startup_model`) and names it in the
+  way a starting worker does (:func:`lifeboat.serving.reloading.startup_model`) and names it in the
   server's pointer, so every worker starts on it. With no valid model it logs one line naming
   the model and the reason and exits with :data:`EXIT_NO_MODEL`: nothing ever listens. It does
   not fall back to an older version in the store: that is a model nobody chose for production
@@ -45,12 +45,16 @@ from typing import Any, Literal
 import psutil
 from pydantic import BaseModel, ValidationError
 
-from lifeboat import reloading
-from lifeboat.reloading import Health, ModelHolder
-from lifeboat.serving import ModelRejected, logger
+from lifeboat import exits
+from lifeboat.prediction import ModelRejected
+from lifeboat.serving import reloading
+from lifeboat.serving.reloading import Health, ModelHolder
+from lifeboat.serving.store import open_store
 from lifeboat.settings import Settings
 
-EXIT_NO_MODEL = 3
+logger = logging.getLogger("bentoml.lifeboat.lifecycle")
+
+EXIT_NO_MODEL = exits.MISSING
 """``bentoml serve``'s exit status when no valid model can be served."""
 HANDOFF_SECONDS = 1.0
 """How long a draining worker answers on its open connections before uvicorn closes idle ones."""
@@ -209,7 +213,7 @@ def prepare_server(stored: Any, settings: Settings, workers: int) -> None:
     private = settings.reload_marker is None
     if private and (forgotten := reloading.forget_dead_servers(pointer.parent)):
         logger.info("forgot %d stopped servers' pointers", len(forgotten))
-    store = reloading.open_store(settings)
+    store = open_store(settings.model_store)
     production = reloading.production_source(settings, store)
     try:
         with reloading.pointer_lock(pointer):

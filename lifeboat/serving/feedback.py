@@ -19,12 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lifeboat.monitoring import stream
 from lifeboat.passenger import LABEL
-from lifeboat.rejection import BodyValidator, Rejection
+from lifeboat.serving.monitoring import stream
+from lifeboat.serving.rejection import BodyValidator, Rejection
 from lifeboat.streams import FEEDBACK, PREDICTION_ID, PREDICTION_ID_PATTERN, SENDER
 
-FEEDBACK_ROUTE = "/feedback"
 MAX_FEEDBACK_ITEMS = 1000
 
 
@@ -60,7 +59,7 @@ def parse(body: bytes) -> list[Feedback]:
     """The labels of a body: one object or a list of them.
 
     Raises:
-        lifeboat.rejection.Rejection: The body is not valid (at most ten problems listed).
+        lifeboat.serving.rejection.Rejection: The body is not valid (at most ten problems listed).
     """
     if body.lstrip()[:1] == b"[":
         return _MANY.json(body)
