@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drift.config import DriftSettings
-from drift.reload import ReloadError, reload_service, serving_version
+from drift.service_client import ReloadError, reload_service, serving_version
 from training.runs import INTERRUPTS, exit_code
 
 

@@ -7,7 +7,6 @@ fluent API would make those nested by accident, or fail. An explicit client and 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from drift.config import EXPERIMENT
 from lifeboat.settings import Settings
+from training import runs
 
 
 class DriftRun:
@@ -30,7 +30,7 @@ class DriftRun:
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=settings.tracking_uri)
-        experiment_id = _experiment_id(self.client, settings)
+        experiment_id = runs.experiment_id(self.client, settings, EXPERIMENT)
         all_tags = {"mlflow.runName": run_name, **(tags or {})}
         if parent is not None:
             all_tags["mlflow.parentRunId"] = parent.run_id
@@ -76,17 +76,3 @@ class DriftRun:
             ):
                 self.client.set_terminated(child.info.run_id, status)
         self.client.set_terminated(self.run_id, status)
-
-
-def _experiment_id(client: Any, settings: Settings) -> str:
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(EXPERIMENT)
-    if found is not None:
-        return found.experiment_id
-    # Same layout as training.registry.configure: the embedded store keeps artifacts in the
-    # project's mlartifacts/, a tracking server chooses its own root.
-    location = None if settings.mlflow_tracking_uri else f"{settings.artifact_root}/{EXPERIMENT}"
-    with contextlib.suppress(MlflowException):  # created concurrently
-        return client.create_experiment(EXPERIMENT, artifact_location=location)
-    return client.get_experiment_by_name(EXPERIMENT).experiment_id

@@ -37,6 +37,7 @@ import psutil
 import typer
 
 from lifeboat.passenger import EXAMPLE
+from lifeboat.routes import BATCH_ROUTE, PREDICT_ROUTE, READY_ROUTE
 from lifeboat.settings import PROJECT_ROOT, Settings, get_settings
 from loadtest.passengers import spark_record
 from loadtest.report import Level, Measured, checks, markdown, plot
@@ -61,7 +62,7 @@ app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
 def bento(name: str, label: str, service: str) -> Target:
     command = (str(BIN / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", "{port}")
-    return Target(name, label, command, "/readyz", is_bento_worker)
+    return Target(name, label, command, READY_ROUTE, is_bento_worker)
 
 
 SHIPPED = bento("predict_titanic", "/predict_titanic (service.py)", "service:TitanicSurvival")
@@ -222,10 +223,10 @@ def warm_up(server: Server) -> None:
             post_json(url + "/invocations", {"dataframe_records": [spark_record(EXAMPLE)]})
     elif target.tags == "batch":
         for _ in range(3):
-            post_json(url + "/predict_titanic_batch", [EXAMPLE] * target.rows)
+            post_json(url + BATCH_ROUTE, [EXAMPLE] * target.rows)
     else:
         for _ in range(50):
-            post_json(url + "/predict_titanic", EXAMPLE)
+            post_json(url + PREDICT_ROUTE, EXAMPLE)
 
 
 # ------------------------------------------------------------------------------ setup

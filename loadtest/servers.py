@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from lifeboat.routes import METRICS_ROUTE
 from lifeboat.settings import PROJECT_ROOT
 
 
@@ -159,7 +160,7 @@ _BATCH_SIZE = re.compile(r"^bentoml_service_adaptive_batch_size_(sum|count)\{[^}
 
 def batch_histogram(url: str) -> tuple[float, float]:
     """Sum and count of ``bentoml_service_adaptive_batch_size`` over all workers and APIs."""
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+    with urllib.request.urlopen(url + METRICS_ROUTE, timeout=5) as response:
         text = response.read().decode()
     totals = {"sum": 0.0, "count": 0.0}
     for line in text.splitlines():

@@ -29,7 +29,7 @@ from lifeboat.artifact import (
 )
 from lifeboat.passenger import COLUMNS, FEATURES, LABEL, Column
 from lifeboat.settings import PROJECT_ROOT, Settings
-from training import slices
+from training import runs, slices
 from training.runs import exclusive
 from training.spark import shared_folder, written
 
@@ -51,15 +51,11 @@ PYFUNC_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas", "pydantic", "pyda
 def configure(settings: Settings, experiment: str | None = None) -> MlflowClient:
     """Point MLflow at the configured store and make sure the experiment exists."""
     mlflow.set_tracking_uri(settings.tracking_uri)
-    name = experiment or settings.experiment
-    if mlflow.get_experiment_by_name(name) is None:
-        # The embedded store keeps artifacts in the project, not in ./mlruns of the caller's CWD;
-        # a tracking server chooses its own artifact root.
-        location = None if settings.mlflow_tracking_uri else f"{settings.artifact_root}/{name}"
-        with contextlib.suppress(MlflowException):  # created concurrently
-            mlflow.create_experiment(name, artifact_location=location)
-    mlflow.set_experiment(name)
-    return MlflowClient()
+    client = MlflowClient()
+    mlflow.set_experiment(
+        experiment_id=runs.experiment_id(client, settings, experiment or settings.experiment)
+    )
+    return client
 
 
 def pip_requirements() -> list[str]:

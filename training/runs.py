@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow import ActiveRun
 
+    from lifeboat.settings import Settings
+
 LOCK_FILE = ".lifeboat-writer.lock"
 
 _held: dict[Path, int] = {}  # lock file → the thread holding it, for re-entry by that thread
@@ -160,3 +162,20 @@ def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
         mlflow.end_run("KILLED" if exit_code(exc) else "FAILED")
         raise
     mlflow.end_run()
+
+
+def experiment_id(client: Any, settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created if missing (also when created concurrently).
+
+    The embedded store keeps artifacts in the project (``settings.artifact_root``), not in
+    ./mlruns of the caller's working folder; a tracking server chooses its own artifact root.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None if settings.mlflow_tracking_uri else f"{settings.artifact_root}/{name}"
+    with suppress(MlflowException):  # created concurrently
+        return client.create_experiment(name, artifact_location=location)
+    return client.get_experiment_by_name(name).experiment_id

@@ -24,6 +24,7 @@ import numpy as np
 from pyspark.ml import PipelineModel
 from pyspark.ml.classification import RandomForestClassifier
 
+from lifeboat.artifact import ModelMetadata
 from lifeboat.passenger import FEATURES, LABEL
 from lifeboat.scoring import OnnxScorer
 from lifeboat.settings import get_settings
@@ -93,7 +94,13 @@ def main(data: Path) -> dict[str, Any]:
             client = registry.configure(settings)
             reference = loaded.df.limit(20).toPandas()
             with mlflow.start_run() as run:
-                logged_uri = registry.log_served_model(onnx_bytes, pipeline, {}, reference)
+                metadata = ModelMetadata(
+                    run_id=run.info.run_id,
+                    dataset_sha256=loaded.sha256,
+                    heldout_auc=0.5,  # not evaluated: this job checks where files go
+                    trained_at="2026-11-25T00:00:00+00:00",
+                )
+                logged_uri = registry.log_served_model(onnx_bytes, pipeline, metadata, reference)
             name, alias = settings.model_name, settings.production_alias
             version = registry.register(client, name, logged_uri, run.info.run_id, {})
             registry.promote(client, name, alias, version.version)

@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from lifeboat.routes import HEALTH_ROUTE, RELOAD_ROUTE
+
 AGREEING_ANSWERS = 5  # /health answers in a row that must name the new version
 
 
@@ -34,7 +36,7 @@ class ReloadOutcome:
 def serving_version(url: str, timeout: float = 5.0) -> str | None:
     """The model version ``GET /health`` reports, or None if nothing answers at ``url``."""
     try:
-        response = requests.get(f"{url.rstrip('/')}/health", timeout=timeout)
+        response = requests.get(f"{url.rstrip('/')}{HEALTH_ROUTE}", timeout=timeout)
     except requests.RequestException:
         return None
     if response.status_code != 200:
@@ -64,19 +66,19 @@ def reload_service(
     base = url.rstrip("/")
     previous = serving_version(base)
     if previous is None:
-        return ReloadOutcome(reached=False, detail=f"no service answers at {base}/health")
+        return ReloadOutcome(reached=False, detail=f"no service answers at {base}{HEALTH_ROUTE}")
     if previous == expected_version:
         return ReloadOutcome(True, previous, previous, "already serving it; not reloaded")
     try:
         response = requests.post(
-            f"{base}/reload", headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            f"{base}{RELOAD_ROUTE}", headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
     except requests.RequestException as exc:
-        raise ReloadError(f"POST {base}/reload failed: {exc}") from exc
+        raise ReloadError(f"POST {base}{RELOAD_ROUTE} failed: {exc}") from exc
     body: Any = _json(response)
     if response.status_code != 200:
         reason = (body.get("error") or body.get("detail")) if isinstance(body, dict) else body
-        raise ReloadError(f"POST {base}/reload answered {response.status_code}: {reason}")
+        raise ReloadError(f"POST {base}{RELOAD_ROUTE} answered {response.status_code}: {reason}")
     deadline = time.monotonic() + timeout
     agreeing = 0
     seen: str | None = None
@@ -87,7 +89,8 @@ def reload_service(
             return ReloadOutcome(True, seen, previous, f"reloaded: {body}")
         time.sleep(0.2)
     raise ReloadError(
-        f"after POST {base}/reload the service still reports v{seen}, not v{expected_version}"
+        f"after POST {base}{RELOAD_ROUTE} the service still reports v{seen}, "
+        f"not v{expected_version}"
     )
 
 
