@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lifeboat.passenger import BY_NAME, FEATURES, LABEL, parse_csv_field
-from lifeboat.streams import PREDICTION_ID, SENDER
+from lifeboat.streams import PREDICTION_ID, SENDER, SHADOW_PROBABILITY, SHADOW_VERSION
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 
@@ -115,10 +115,12 @@ def log_line(
     timestamp: datetime,
     request_id: int = 0,
     threshold: float = 0.5,
+    shadow: tuple[str, float] | None = None,
 ) -> str:
     """The line ``bentoml.monitor`` writes when the service scores ``passenger`` (its label, if
     present, as a claimed inline label): synthetic logs for tests and the benchmark, no service
-    needed. Its prediction id is :func:`prediction_id` of ``request_id``."""
+    needed. Its prediction id is :func:`prediction_id` of ``request_id``; ``shadow`` is the
+    shadow's ``(version, probability)`` when one scored the passenger too."""
     record: dict[str, Any] = {name: passenger.get(name) for name in FEATURES}
     record[LABEL] = passenger.get(LABEL)
     record.update(
@@ -130,6 +132,8 @@ def log_line(
         request_id=str(request_id),
         trace_id=str(request_id * 7919),
     )
+    if shadow is not None:
+        record[SHADOW_VERSION], record[SHADOW_PROBABILITY] = shadow
     return json.dumps(record)
 
 

@@ -70,7 +70,8 @@ def blocks(evidence: Evidence, plot: Path) -> list[Block]:
     """The card's content, the reliability plot already drawn at ``plot``."""
     e = evidence
     whole = slices.figures(e.y, e.p)
-    by_slice = slices.by_slice(e.passengers, e.y, e.p)
+    min_rows, worse_by = slices.limits()
+    by_slice = slices.by_slice(e.passengers, e.y, e.p, min_rows, worse_by)
     return [
         Heading(e.title),
         Table(["", ""], [[k, v] for k, v in e.facts.items()]),
@@ -88,9 +89,9 @@ def blocks(evidence: Evidence, plot: Path) -> list[Block]:
         Image(plot, "reliability plot: observed survival against predicted probability"),
         Heading("By slice"),
         f"Age bands in years; a missing Age or port is its own slice ({slices.MISSING}). "
-        f"family: alone means SibSp + Parch = 0. Flags: *too small* under {slices.MIN_ROWS} "
+        f"family: alone means SibSp + Parch = 0. Flags: *too small* under {min_rows} "
         f"rows (shown, not judged); *worse* when AUC or accuracy is more than "
-        f"{slices.WORSE_BY:.2f} below the whole held-out set's.",
+        f"{worse_by:.2f} below the whole held-out set's.",
         Table(
             ["slice", *FIGURE_HEADERS, "flag"],
             [[s.name, *figure_cells(s.figures), ", ".join(s.flags)] for s in by_slice],

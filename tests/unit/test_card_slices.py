@@ -84,7 +84,43 @@ def test_a_much_worse_slice_is_flagged_and_a_small_one_is_not_judged():
     assert flagged["Sex=female"] == ("worse",)
     assert flagged["Sex=male"] == ()
     assert flagged["port=Q"] == ("too small",)
-    assert flagged["port=S"] == ()  # diluted by the women, but still within WORSE_BY
+    assert flagged["port=S"] == ()  # diluted by the women, but still within LIFEBOAT_SLICE_WORSE_BY
+
+
+@pytest.fixture
+def slice_settings(monkeypatch):
+    """Set LIFEBOAT_SLICE_* for one test; the settings are read afresh before and after."""
+    from lifeboat.settings import get_settings
+
+    def apply(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_slice_thresholds_are_settings(slice_settings):
+    frame, y, p = mixed()
+    women = (frame["Sex"] == "female").to_numpy()
+    p = np.where(women, 1 - p, p)
+    slice_settings(LIFEBOAT_SLICE_MIN_ROWS="5", LIFEBOAT_SLICE_WORSE_BY="1")
+    flagged = {s.name: s.flags for s in slices.by_slice(frame, y, p)}
+    assert flagged["port=Q"] == ()  # 10 rows are enough now
+    assert flagged["Sex=female"] == ()  # nothing trails by more than 1
+    slice_settings(LIFEBOAT_SLICE_MIN_ROWS="150")
+    assert {s.name for s in slices.by_slice(frame, y, p) if s.flags == ("too small",)} >= {
+        "Sex=female",
+        "Sex=male",
+        "port=Q",
+    }
+    # the gate's minimum too: the women's 100 rows are no longer judged, all 200 still are
+    good = mixed()[2]
+    found = slices.regressions(frame, y, p, good, 0.05)
+    assert not any(line.startswith("Sex=female") for line in found)
+    assert any(line.startswith("Pclass=3 (200 rows)") for line in found)
 
 
 def test_slice_rows_add_up_per_dimension():
