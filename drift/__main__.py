@@ -249,8 +249,9 @@ def promote_version(
 ) -> None:
     """Promote an approved version, import it, build the Bento and reload the service.
 
-    A failing step puts the production alias, the store and the service back. Exit 0 done,
-    1 a step failed and was undone, 2 a usage error.
+    A failing step puts the production alias, the store and the service back. A version the
+    service scored in shadow and found worse than Production on live labels is refused. Exit 0
+    done, 1 a step failed and was undone, 2 a usage error, 3 refused on the live evidence.
     """
     setup_logging(verbose)
     from drift.approve import promote_approved

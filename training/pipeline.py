@@ -361,6 +361,7 @@ def _run(options: TrainOptions, settings: Settings, inputs: Path) -> Outcome:
                     )
             except registry.ProductionMoved as moved:
                 promoted, reason = False, f"{moved} (the gate had passed: {decision.reason})"
+        registry.settle(client, settings, version.version, decision.promote, promoted, reason)
         log.info(
             "challenger %s v%s: %s — %s",
             best.family.label,
