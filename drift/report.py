@@ -264,6 +264,11 @@ def log_to_mlflow(run: DriftRun, outcome: ReportOutcome, options: ReportOptions)
             "drift_detected": s["drift_detected"],
             "drifted_features": ",".join(s["drifted_features"]) or "-",
             "tests": "; ".join(s["tests"]["ran"]),
+            "shadow": "; ".join(
+                f"v{c['shadow_version']} beside v{c['production_version']}: {c['verdict']}"
+                for c in s["shadow"]["comparisons"]
+            )
+            or "-",
         }
     )
     for path in outcome.files:

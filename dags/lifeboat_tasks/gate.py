@@ -80,7 +80,10 @@ def live_evidence(outcome: dict[str, Any]) -> list[str]:
     refuses a version it finds worse, so a person's approval cannot ship one."""
     judged = outcome.get("shadow")
     if not judged:
-        return ["**Live traffic (shadow)**: no evidence in this outcome."]
+        return [
+            "**Live traffic (shadow)**: no evidence in this outcome; approving runs `drift "
+            "promote`, which reads the logs again and refuses a version found worse."
+        ]
     line = f"**Live traffic (shadow)**: {judged['verdict']} — {judged['why']}."
     c = judged.get("comparison")
     if not c or not c.get("difference"):

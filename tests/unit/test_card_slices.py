@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -203,3 +205,38 @@ def test_card_route_answers_html_markdown_or_404(tmp_path):
 def test_card_modules_need_neither_spark_nor_mlflow():
     code = "import training.slices, training.model_card, lifeboat.card"
     assert packages_imported_by(code, ["pyspark", "mlflow", "bentoml"]) == []
+
+
+def test_the_card_shows_the_promotion_outcome_and_it_is_rewritten_in_the_logged_card(tmp_path):
+    """Training writes the card before the promotion step; the outcome is set after it, and
+    again when ``drift promote`` decides, in the files logged to the run (a real SQLite store)."""
+    from mlflow import MlflowClient
+
+    from training.model_card import PENDING, set_outcome
+
+    frame, y, p = mixed()
+    families = {"logreg": {"cv_auc": 0.84, "heldout_auc": 0.85}}
+    evidence = Evidence("titanic v3", {"data": "abc"}, families, "logreg", frame, y, p)
+    write_card(tmp_path / "card", evidence)
+    md = (tmp_path / "card" / card.CARD_MARKDOWN).read_text()
+    assert f"## Promotion\n\n<!-- promotion outcome -->\n{PENDING}\n" in md
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("cards", artifact_location=(tmp_path / "art").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_artifacts(run_id, str(tmp_path / "card"), card.CARD_ARTIFACTS)
+    for outcome in ("Kept as challenger (alias challenger): held", "Refused: <worse> & live"):
+        assert set_outcome(run_id, outcome, uri) is True
+        got = Path(client.download_artifacts(run_id, card.CARD_ARTIFACTS, str(tmp_path / "got")))
+        md = (got / card.CARD_MARKDOWN).read_text()
+        page = (got / card.CARD_HTML).read_text()
+        assert md.count("<!-- promotion outcome -->") == 1 and PENDING not in md
+        assert f"<!-- promotion outcome -->\n{outcome}\n<!-- /promotion outcome -->" in md
+        escaped = outcome.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert f"<!-- promotion outcome --><p>{escaped}</p><!-- /promotion outcome -->" in page
+        assert "data:image/png;base64," in page and "| logreg |" in md  # the rest is kept
+    assert "Kept as challenger" not in md
+    # a run whose card predates outcomes, or that has none, is left alone
+    bare = client.create_run(experiment).info.run_id
+    assert set_outcome(bare, "Refused: x", uri) is False
