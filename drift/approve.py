@@ -97,16 +97,9 @@ def promote_approved(
         complain(f"error: {exc}")
         return EXIT_DATA_ERROR
     except StepFailed as exc:
-        now = registry.production_number(client, settings.model_name, settings.production_alias)
-        if now != version:  # the promotion was undone: the version waits again
-            registry.settle(
-                client,
-                settings,
-                version,
-                passed_gate=True,
-                promoted=False,
-                reason=f"drift promote failed and was undone: {exc}",
-            )
+        registry.after_undo(
+            client, settings, version, f"drift promote failed and was undone: {exc}"
+        )
         complain(f"error: {exc}")
         return EXIT_STEP_FAILED
     return EXIT_DONE

@@ -258,7 +258,13 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
         state.step("done", f"Production v{previous} and the service left as they were")
         return EXIT_DONE
     # What the training's compare-and-set replaced, which an undo puts back.
-    ship(state, promoted_now=True, previous=trained.production_at_start)
+    try:
+        ship(state, promoted_now=True, previous=trained.production_at_start)
+    except StepFailed as exc:
+        from training.registry import after_undo
+
+        after_undo(client, settings, state.version, f"drift retrain's promotion was undone: {exc}")
+        raise
     return EXIT_DONE
 
 

@@ -336,3 +336,15 @@ def settle(
         outcome = REFUSED
     record_outcome(client, settings, version, outcome, reason)
     return outcome
+
+
+def after_undo(client: MlflowClient, settings: Settings, version: str, reason: str) -> None:
+    """A promotion of ``version`` was undone (a later step failed): unless it is Production
+    again by now, it waits as the challenger once more, and its outcome says why. Never raises:
+    the failure being reported matters more than this record of it."""
+    try:
+        now = production_number(client, settings.model_name, settings.production_alias)
+        if now != str(version):
+            settle(client, settings, version, passed_gate=True, promoted=False, reason=reason)
+    except Exception as exc:
+        log.warning("outcome of version %s not recorded after the undo: %s", version, exc)
