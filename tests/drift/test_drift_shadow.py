@@ -100,10 +100,13 @@ def test_drift_shadow_writes_json_and_exits_3_on_a_worse_shadow(tmp_path):
     assert again.read_text() == out.read_text()
 
 
-def test_drift_shadow_without_logs_is_exit_2(tmp_path):
+def test_drift_shadow_without_logs_or_with_a_bad_window_is_exit_2(tmp_path):
     done = runner.invoke(app, ["shadow", "--logs", str(tmp_path / "none")])
     assert done.exit_code == 2
     assert "no prediction logs under" in done.output
+    traffic.write_shadowed(tmp_path, "4", "5", 10)
+    done = runner.invoke(app, ["shadow", "--logs", str(tmp_path), "--since", "yesterday"])
+    assert done.exit_code == 2 and "use 30m, 24h, 7d, 2w or an ISO date/time" in done.output
 
 
 def test_logs_without_a_shadow_say_so(tmp_path, write_log):
