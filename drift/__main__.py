@@ -1,4 +1,4 @@
-"""`python -m drift`: the drift report and the retrain loop."""
+"""`python -m drift`: the drift report, the shadow evidence, the retrain loop and promotion."""
 
 from __future__ import annotations
 
