@@ -1,4 +1,4 @@
-"""`python -m drift`: the drift report and the retrain loop."""
+"""`python -m drift`: the drift report, the shadow evidence, the retrain loop and promotion."""
 
 from __future__ import annotations
 
@@ -190,6 +190,54 @@ def retrain(
     raise typer.Exit(run_loop(loop, settings, typer.echo, complain))
 
 
+@app.command("shadow")
+def shadow_evidence(
+    logs: Logs = None,
+    since: Since = None,
+    inline_labels: InlineLabels = False,
+    version: Annotated[
+        str | None,
+        typer.Option(help="Judge only this shadow version (exit 4 when it is worse)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the JSON here. Default: reports/shadow/<time>.json."),
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Production vs the shadow on the same logged traffic: agreement, probability shift, and
+    AUC and accuracy with bootstrap intervals on rows with feedback labels.
+
+    Exit 0 no shadow judged worse (also: no shadow in the logs), 3 a shadow (or --version) judged
+    worse than the Production it served beside, 2 a usage or data error (no logs).
+    """
+    setup_logging(verbose)
+    import json
+    from datetime import datetime
+
+    from drift.config import get_drift_settings
+    from drift.logs import NoLogs, parse_since
+    from drift.shadow import EXIT_DATA_ERROR, EXIT_OK, EXIT_WORSE, WORSE, evidence, lines
+
+    settings = get_drift_settings()
+    try:
+        window = parse_since(since)
+        found = evidence(logs or settings.logs_dir, window, settings, inline_labels)
+    except (ValueError, NoLogs) as exc:
+        fail(EXIT_DATA_ERROR, str(exc))
+    if version is not None:
+        found["comparisons"] = [c for c in found["comparisons"] if c["shadow_version"] == version]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = out or settings.reports_dir / "shadow" / f"{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(found, indent=2))
+    for line in lines(found):
+        typer.echo(line)
+    typer.echo(f"evidence: {path}")
+    worse = any(c["verdict"] == WORSE for c in found["comparisons"])
+    raise typer.Exit(EXIT_WORSE if worse else EXIT_OK)
+
+
 @app.command("promote")
 def promote_version(
     version: Annotated[str, typer.Argument(help="The registered version a person approved.")],
@@ -201,8 +249,9 @@ def promote_version(
 ) -> None:
     """Promote an approved version, import it, build the Bento and reload the service.
 
-    A failing step puts the production alias, the store and the service back. Exit 0 done,
-    1 a step failed and was undone, 2 a usage error.
+    A failing step puts the production alias, the store and the service back. A version the
+    service scored in shadow and found worse than Production on live labels is refused. Exit 0
+    done, 1 a step failed and was undone, 2 a usage error, 3 refused on the live evidence.
     """
     setup_logging(verbose)
     from drift.approve import promote_approved
@@ -255,6 +304,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{p['live_accuracy']} (held-out {p['heldout_accuracy']}) on "
             f"{perf['labelled_rows']} labelled rows"
         )
+    if "shadow" in summary:
+        from drift.shadow import lines
+
+        typer.echo("")
+        for line in lines(summary["shadow"]):
+            typer.echo(line)
     verdict = "DRIFT" if summary["drift_detected"] else "no drift"
     drifted = ", ".join(summary["drifted_features"]) or "none"
     typer.echo(

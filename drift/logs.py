@@ -237,11 +237,19 @@ def parse_line(line: bytes) -> tuple[str, datetime, tuple[Any, ...], str | None]
     prediction ids existed have none."""
     try:
         record = json.loads(line)
+    except ValueError:
+        return None
+    return parse_record(record)
+
+
+def parse_record(record: Any) -> tuple[str, datetime, tuple[Any, ...], str | None] | None:
+    """:func:`parse_line` on a line already decoded from JSON."""
+    try:
         version = record["model_version"]
         when = _local_naive(datetime.fromisoformat(record["timestamp"]))
         row = tuple(record[name] for name in ROW_FIELDS)
         prediction_id = record.get(PREDICTION_ID)
-    except (ValueError, KeyError, TypeError, AttributeError):  # bad JSON, not an object, ...
+    except (ValueError, KeyError, TypeError, AttributeError):  # not an object, a bad field ...
         return None
     if not isinstance(version, str | int) or isinstance(version, bool) or version == "":
         return None
@@ -292,23 +300,36 @@ def read_feedback(logs: Path, since: datetime | None, inline: bool = False) -> F
     return feedback
 
 
+def valid_records(
+    files: list[Path], since: datetime | None, scan: LogScan
+) -> Iterator[tuple[dict[str, Any], str, datetime, tuple[Any, ...], str | None]]:
+    """Every valid record in the window, in file order, as ``(record, model_version, timestamp,
+    row, prediction_id)`` (the row's label the claimed one); ``scan`` counts lines, skips and
+    rejects."""
+    for line in _lines(files):
+        scan.lines += 1
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        parsed = None if record is None else parse_record(record)
+        if parsed is None:
+            scan.unreadable += 1
+        elif since is not None and parsed[1] < since:
+            scan.outside_window += 1
+        else:
+            yield record, *parsed
+
+
 def records(
     files: list[Path], since: datetime | None, scan: LogScan
 ) -> Iterator[tuple[str, datetime, tuple[Any, ...]]]:
     """Valid records in the window, in file order, each labelled by ``scan.feedback``; ``scan``
     counts lines, skips and rejects."""
     label_at = len(FEATURES)
-    for line in _lines(files):
-        scan.lines += 1
-        parsed = parse_line(line)
-        if parsed is None:
-            scan.unreadable += 1
-        elif since is not None and parsed[1] < since:
-            scan.outside_window += 1
-        else:
-            version, when, row, prediction_id = parsed
-            label = scan.feedback.label(prediction_id, row[label_at])
-            yield version, when, (*row[:label_at], label, *row[label_at + 1 :])
+    for _, version, when, row, prediction_id in valid_records(files, since, scan):
+        label = scan.feedback.label(prediction_id, row[label_at])
+        yield version, when, (*row[:label_at], label, *row[label_at + 1 :])
 
 
 def scan_logs(

@@ -1,6 +1,7 @@
 """``drift report``: logs → reference of the serving version → Evidently + PSI → files and MLflow.
 
-Input: the monitoring logs. Output: ``reports/drift/<time>/{report.html, summary.json}``, the
+Input: the monitoring logs. Output: ``reports/drift/<time>/{report.html, summary.json}`` (with the
+shadow evidence of :mod:`drift.shadow` when a shadow scored the traffic too), the
 same two files and the figures in a ``titanic-drift`` MLflow run, the verdict as gauges on a
 Prometheus Pushgateway when one is configured, and an exit status (0 no
 drift, 42 drift, 2 a usage or data error).
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from drift import shadow
 from drift.compare import Comparison, compare, selection_rule
 from drift.config import DriftSettings
 from drift.logs import DEFAULT_SAMPLE_SIZE, LogScan, NoLogs, scan_logs
@@ -107,6 +109,10 @@ def analyse(options: ReportOptions, settings: DriftSettings) -> ReportOutcome:
     summary = summarise(options, scan, version, reference, comparison, len(current))
     summary["performance"] = None if live is None else live.as_dict()
     summary["performance_by_slice"] = performance_by_slice(current, LABEL)
+    # A second pass over the same logs: every request a shadow scored too (drift.shadow).
+    summary["shadow"] = shadow.evidence(
+        options.logs, options.since, settings, options.inline_labels
+    )
     return ReportOutcome(summary, comparison, reference)
 
 
@@ -195,6 +201,11 @@ def write(
     outcome.summary["mlflow_run_id"] = outcome.run_id
     html, summary = outcome.folder / HTML_FILE, outcome.folder / SUMMARY_FILE
     outcome.comparison.snapshot.save_html(str(html))
+    if "shadow" in outcome.summary:  # Evidently's page, with the shadow evidence at its end
+        page = html.read_text(encoding="utf-8")
+        section = shadow.html(outcome.summary["shadow"])
+        at = page.rfind("</body>")
+        html.write_text(page[:at] + section + page[at:] if at >= 0 else page + section)
     summary.write_text(json.dumps(outcome.summary, indent=2))
     outcome.files = [html, summary]
     if run is not None:
@@ -254,6 +265,11 @@ def log_to_mlflow(run: DriftRun, outcome: ReportOutcome, options: ReportOptions)
             "drift_detected": s["drift_detected"],
             "drifted_features": ",".join(s["drifted_features"]) or "-",
             "tests": "; ".join(s["tests"]["ran"]),
+            "shadow": "; ".join(
+                f"v{c['shadow_version']} beside v{c['production_version']}: {c['verdict']}"
+                for c in s["shadow"]["comparisons"]
+            )
+            or "-",
         }
     )
     for path in outcome.files:

@@ -18,7 +18,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -164,6 +164,15 @@ def _loop(state: Retrain) -> int:
         drift_report.write(outcome, settings, options.report, parent=state.run)
     drifted = ", ".join(outcome.summary["drifted_features"]) or "none"
     state.step("report", f"drift={outcome.drift_detected} (drifted: {drifted})")
+    if judged := outcome.summary["shadow"]["comparisons"]:  # what the live traffic said
+        state.step(
+            "shadow",
+            "; ".join(
+                f"v{c['shadow_version']} beside Production "
+                f"v{c['production_version']}: {c['verdict']}"
+                for c in judged
+            ),
+        )
     if not outcome.drift_detected and not options.force:
         state.step("done", "no drift; nothing to retrain (--force to retrain anyway)")
         return EXIT_DONE
@@ -247,14 +256,32 @@ def _train_and_ship(state: Retrain, csv_path: Path) -> int:
         state.run.tags({"training_run_id": trained.run_id, "registered_version": trained.version})
         state.run.metrics({"challenger_heldout_auc": trained.heldout_auc})
     if options.outcome_json is not None:
+        from drift.shadow import judge_version
         from training.outcome import write
 
-        write(options.outcome_json, trained, settings)
+        # A version registered just now has not been scored in shadow yet: the form says so.
+        judged = judge_version(str(trained.version), previous, settings, report.logs)
+        write(options.outcome_json, trained, settings, shadow=asdict(judged))
     if not trained.promoted:
+        if trained.gate is not None and trained.gate.promote:
+            state.step(
+                "challenger",
+                f"v{trained.version} is now {settings.challenger_alias!r}: scored in shadow "
+                f"where the service loads it; drift promote {trained.version} refuses it if the "
+                "live evidence says worse",
+            )
         state.step("done", f"Production v{previous} and the service left as they were")
         return EXIT_DONE
     # What the training's compare-and-set replaced, which an undo puts back.
-    state.reloaded = ship(state.shipment(), promoted_now=True, previous=trained.production_at_start)
+    try:
+        state.reloaded = ship(
+            state.shipment(), promoted_now=True, previous=trained.production_at_start
+        )
+    except StepFailed as exc:
+        from training.registry import after_undo
+
+        after_undo(client, settings, state.version, f"drift retrain's promotion was undone: {exc}")
+        raise
     return EXIT_DONE
 
 

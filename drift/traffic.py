@@ -18,12 +18,20 @@ from __future__ import annotations
 import csv
 import json
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from lifeboat.passenger import BY_NAME, FEATURES, LABEL, parse_csv_field
-from lifeboat.streams import PREDICTION_ID, SENDER, request_hex
+from lifeboat.streams import (
+    FEEDBACK,
+    PREDICTION_ID,
+    PREDICTIONS,
+    SENDER,
+    SHADOW_PROBABILITY,
+    SHADOW_VERSION,
+    request_hex,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "titanic.csv"
 
@@ -115,10 +123,12 @@ def log_line(
     timestamp: datetime,
     request_id: int = 0,
     threshold: float = 0.5,
+    shadow: tuple[str, float] | None = None,
 ) -> str:
     """The line ``bentoml.monitor`` writes when the service scores ``passenger`` (its label, if
     present, as a claimed inline label): synthetic logs for tests and the benchmark, no service
-    needed. Its prediction id is :func:`lifeboat.streams.request_hex` of ``request_id``."""
+    needed. Its prediction id is :func:`lifeboat.streams.request_hex` of ``request_id``;
+    ``shadow`` is the shadow's ``(version, probability)`` when one scored the passenger too."""
     record: dict[str, Any] = {name: passenger.get(name) for name in FEATURES}
     record[LABEL] = passenger.get(LABEL)
     record.update(
@@ -130,6 +140,8 @@ def log_line(
         request_id=str(request_id),
         trace_id=str(request_id * 7919),
     )
+    if shadow is not None:
+        record[SHADOW_VERSION], record[SHADOW_PROBABILITY] = shadow
     return json.dumps(record)
 
 
@@ -147,3 +159,41 @@ def feedback_line(
         "trace_id": "0",
     }
     return json.dumps(record)
+
+
+def write_shadowed(
+    root: Path,
+    production: str,
+    shadow: str,
+    n: int,
+    seed: int = 0,
+    shadow_noise: float = 0.2,
+    labelled: int | None = None,
+    file: str = "data.1.log",
+) -> Path:
+    """Write the monitoring files of ``n`` passengers scored by Production and, in shadow, by
+    ``shadow`` (``lifeboat.streams``' shadow columns), with the outcomes of the first
+    ``labelled`` (default all) sent to ``POST /feedback`` a second later.
+
+    Production's probability follows the real outcome (0.3 + 0.4 * survived, plus noise 0.25);
+    the shadow's is Production's plus ``shadow_noise`` more: a deliberately worse model (0: the
+    same). Synthetic logs for tests and demos of ``drift shadow``; returns the predictions file.
+    """
+    rng = random.Random(seed)
+    rows = passengers(n, labelled=True, seed=seed)
+    labelled = n if labelled is None else labelled
+    start = datetime.now() - timedelta(seconds=n + 2)
+    folders = [root / PREDICTIONS / "data", root / FEEDBACK / "data"]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    with (folders[0] / file).open("a") as out, (folders[1] / file).open("a") as feedback:
+        for i, row in enumerate(rows):
+            label = row.pop(LABEL)
+            p = min(1.0, max(0.0, 0.3 + 0.4 * label + rng.gauss(0, 0.25)))
+            p_shadow = min(1.0, max(0.0, p + rng.gauss(0, shadow_noise)))
+            when, request_id = start + timedelta(seconds=i), rng.getrandbits(63)
+            out.write(log_line(row, p, production, when, request_id, shadow=(shadow, p_shadow)))
+            out.write("\n")
+            if i < labelled:
+                feedback.write(feedback_line(request_id, label, when + timedelta(seconds=1)) + "\n")
+    return folders[0] / file

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     experiment: str = Field("titanic", alias="LIFEBOAT_EXPERIMENT")
     model_name: str = Field("titanic", alias="LIFEBOAT_MODEL_NAME")
     production_alias: str = Field("production", alias="LIFEBOAT_PRODUCTION_ALIAS")
+    # The alias training sets on a version that passed the offline gate but was not promoted
+    # (--no-promote, or Production moved meanwhile): the version the service shadows.
+    challenger_alias: str = Field("challenger", alias="LIFEBOAT_CHALLENGER_ALIAS")
 
     # Spark
     spark_master: str = Field("local[*]", alias="SPARK_MASTER")
@@ -38,8 +41,19 @@ class Settings(BaseSettings):
     state_dir: Path = Field(PROJECT_ROOT, alias="LIFEBOAT_HOME")
     seed: int = Field(42, alias="LIFEBOAT_SEED")
     # The promotion gate refuses a challenger whose AUC on a held-out slice of at least
-    # training.slices.MIN_ROWS rows is more than this below Production's (1 turns it off).
+    # slice_min_rows rows is more than this below Production's (1 turns it off).
     gate_slice_max_drop: float = Field(0.10, ge=0, le=1, alias="LIFEBOAT_GATE_SLICE_MAX_DROP")
+    # Model card and live slices: a slice with fewer rows is shown but not judged (nor used by
+    # the gate); a judged slice whose AUC or accuracy trails the whole set's by more than
+    # slice_worse_by is flagged "worse".
+    slice_min_rows: int = Field(30, ge=1, alias="LIFEBOAT_SLICE_MIN_ROWS")
+    slice_worse_by: float = Field(0.10, ge=0, le=1, alias="LIFEBOAT_SLICE_WORSE_BY")
+    # Shadow evidence (drift.shadow): fewer labelled rows scored by both models than this is
+    # "not enough evidence"; otherwise the verdict comes from a paired bootstrap confidence
+    # interval (this many resamples, this level) of the shadow's AUC minus Production's.
+    shadow_min_labelled: int = Field(200, ge=2, alias="LIFEBOAT_SHADOW_MIN_LABELLED")
+    shadow_bootstrap: int = Field(1000, ge=100, alias="LIFEBOAT_SHADOW_BOOTSTRAP")
+    shadow_confidence: float = Field(0.95, gt=0.5, lt=1, alias="LIFEBOAT_SHADOW_CONFIDENCE")
 
     # Serving (service.py). Tokens are Bearer tokens; unset leaves the prediction API open and
     # turns the admin routes off.

@@ -38,7 +38,18 @@ class Image:
     alt: str
 
 
-Block = Heading | Table | Image | str  # a str is a paragraph
+@dataclass(frozen=True)
+class Outcome:
+    """The version's promotion outcome: marked in both renderings, so it can be rewritten when
+    the outcome changes after training (:func:`set_outcome`)."""
+
+    text: str
+
+
+Block = Heading | Table | Image | Outcome | str  # a str is a paragraph
+# Around the outcome in both files (an HTML comment, invisible in rendered Markdown too).
+OUTCOME_START, OUTCOME_END = "<!-- promotion outcome -->", "<!-- /promotion outcome -->"
+PENDING = "not decided yet: the card was written before the promotion step"
 
 
 def number(value: float | None) -> str:
@@ -64,16 +75,20 @@ class Evidence:
     passengers: pd.DataFrame  # the held-out rows' raw columns
     y: np.ndarray
     p: np.ndarray
+    outcome: str = PENDING  # promoted / kept as challenger / refused, with the reason
 
 
 def blocks(evidence: Evidence, plot: Path) -> list[Block]:
     """The card's content, the reliability plot already drawn at ``plot``."""
     e = evidence
     whole = slices.figures(e.y, e.p)
-    by_slice = slices.by_slice(e.passengers, e.y, e.p)
+    min_rows, worse_by = slices.limits()
+    by_slice = slices.by_slice(e.passengers, e.y, e.p, min_rows, worse_by)
     return [
         Heading(e.title),
         Table(["", ""], [[k, v] for k, v in e.facts.items()]),
+        Heading("Promotion"),
+        Outcome(e.outcome),
         Heading("Families tried"),
         Table(
             ["family", "cross-validated AUC", "held-out AUC"],
@@ -88,9 +103,9 @@ def blocks(evidence: Evidence, plot: Path) -> list[Block]:
         Image(plot, "reliability plot: observed survival against predicted probability"),
         Heading("By slice"),
         f"Age bands in years; a missing Age or port is its own slice ({slices.MISSING}). "
-        f"family: alone means SibSp + Parch = 0. Flags: *too small* under {slices.MIN_ROWS} "
+        f"family: alone means SibSp + Parch = 0. Flags: *too small* under {min_rows} "
         f"rows (shown, not judged); *worse* when AUC or accuracy is more than "
-        f"{slices.WORSE_BY:.2f} below the whole held-out set's.",
+        f"{worse_by:.2f} below the whole held-out set's.",
         Table(
             ["slice", *FIGURE_HEADERS, "flag"],
             [[s.name, *figure_cells(s.figures), ", ".join(s.flags)] for s in by_slice],
@@ -126,6 +141,36 @@ def record(run_id: str, evidence: Evidence) -> None:
         MlflowClient().log_artifacts(run_id, tmp, CARD_ARTIFACTS)
 
 
+def set_outcome(run_id: str, outcome: str, tracking_uri: str | None = None) -> bool:
+    """Rewrite the promotion outcome in the card logged to run ``run_id`` (both files).
+
+    Returns:
+        False when the run carries no card (logged before cards existed), True otherwise.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, render in ((CARD_MARKDOWN, markdown), (CARD_HTML, _html_fragment)):
+            try:
+                path = Path(client.download_artifacts(run_id, f"{CARD_ARTIFACTS}/{name}", tmp))
+            except Exception:  # MlflowException or OSError: no card in this run
+                return False
+            text = path.read_text(encoding="utf-8")
+            if OUTCOME_START not in text:  # a card from before outcomes were shown
+                return False
+            start, end = text.index(OUTCOME_START), text.index(OUTCOME_END) + len(OUTCOME_END)
+            fragment = render([Outcome(outcome)]).strip()
+            path.write_text(text[:start] + fragment + text[end:], encoding="utf-8")
+            client.log_artifact(run_id, str(path), CARD_ARTIFACTS)
+    return True
+
+
+def _html_fragment(content: Sequence[Block]) -> str:
+    page = to_html([Heading(""), *content])
+    return page[page.index(OUTCOME_START) : page.index(OUTCOME_END) + len(OUTCOME_END)]
+
+
 def plot_reliability(y: np.ndarray, p: np.ndarray, out: Path) -> Path:
     """Observed survival per bin of predicted probability, against the diagonal."""
     from training.evaluate import plt, save_figure  # matplotlib with the Agg backend
@@ -157,6 +202,8 @@ def markdown(content: Sequence[Block]) -> str:
             lines.append("")
         elif isinstance(block, Image):
             lines += [f"![{block.alt}]({block.path.name})", ""]
+        elif isinstance(block, Outcome):
+            lines += [OUTCOME_START, block.text, OUTCOME_END, ""]
         else:
             lines += [block, ""]
     return "\n".join(lines)
@@ -180,6 +227,8 @@ def to_html(content: Sequence[Block]) -> str:
             data = base64.b64encode(block.path.read_bytes()).decode()
             alt = html.escape(block.alt)
             parts.append(f'<img alt="{alt}" src="data:image/png;base64,{data}">')
+        elif isinstance(block, Outcome):
+            parts.append(f"{OUTCOME_START}<p>{html.escape(block.text)}</p>{OUTCOME_END}")
         else:
             parts.append(f"<p>{html.escape(block).replace('*', '')}</p>")
     title = html.escape(next(b.text for b in content if isinstance(b, Heading)))

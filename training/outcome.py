@@ -16,8 +16,11 @@ if TYPE_CHECKING:
     from training.pipeline import Outcome
 
 
-def record(outcome: Outcome, settings: Settings) -> dict[str, Any]:
-    """The outcome's figures, the gate's verdict and the MLflow run it was logged to."""
+def record(
+    outcome: Outcome, settings: Settings, shadow: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The outcome's figures, the gate's verdict and the MLflow run it was logged to; with
+    ``shadow``, the live evidence on the version (``drift.shadow.Judgement`` as a dict)."""
     from mlflow import MlflowClient
 
     gate = outcome.gate
@@ -45,12 +48,21 @@ def record(outcome: Outcome, settings: Settings) -> dict[str, Any]:
             else None
         ),
         "families": outcome.families,
+        "challenger_alias": settings.challenger_alias if promotable_unpromoted(outcome) else None,
+        "shadow": shadow,
     }
 
 
-def write(path: Path, outcome: Outcome, settings: Settings) -> dict[str, Any]:
+def promotable_unpromoted(outcome: Outcome) -> bool:
+    """Passed the offline gate, not promoted: training gave it the challenger alias."""
+    return bool(outcome.gate and outcome.gate.promote and not outcome.promoted)
+
+
+def write(
+    path: Path, outcome: Outcome, settings: Settings, shadow: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Write :func:`record` to ``path`` as JSON and return it."""
-    data = record(outcome, settings)
+    data = record(outcome, settings, shadow)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
     return data

@@ -145,6 +145,9 @@ def _run(options: TrainOptions, settings: Settings, staging: Path) -> Outcome:
         write_card(candidate, trained, prepared, inputs, options, parent.info.run_id)
         if promoted:
             promoted, reason = promote(client, settings, candidate, at_start)
+        registry.settle(
+            client, settings, candidate.version.version, decision.promote, promoted, reason
+        )
         record_outcome(candidate, promoted, reason, at_start, started)
     return Outcome(
         run_id=parent.info.run_id,

@@ -302,3 +302,96 @@ def promote(client: MlflowClient, name: str, alias: str, version: str) -> None:
             name, version, "Production", archive_existing_versions=True
         )
     log.info("promoted %s version %s to %s", name, version, alias)
+
+
+# A version's promotion outcome, as tags on the version (and in its model card and its
+# pipeline run's ``decision`` tag): the latest word on it, written by training and by
+# ``drift promote``.
+PROMOTED, CHALLENGER, REFUSED = "promoted", "challenger", "refused"
+OUTCOME_TAG, OUTCOME_REASON_TAG = "promotion", "promotion_reason"
+_TAG_LIMIT = 5000  # MLflow's limit on a tag value
+
+
+def describe_outcome(outcome: str, reason: str, settings: Settings) -> str:
+    """The outcome as the model card says it."""
+    return {
+        PROMOTED: f"Promoted to Production (alias {settings.production_alias}): {reason}",
+        CHALLENGER: f"Kept as challenger (alias {settings.challenger_alias}, to be scored in "
+        f"shadow beside Production): {reason}",
+        REFUSED: f"Refused: {reason}",
+    }[outcome]
+
+
+def record_outcome(
+    client: MlflowClient, settings: Settings, version: str, outcome: str, reason: str
+) -> None:
+    """Write ``outcome`` and its reason on the version's tags, on its pipeline run's
+    ``decision`` tag (where the gate writes its reasons) and in its model card."""
+    from training import model_card
+
+    name = settings.model_name
+    client.set_model_version_tag(name, version, OUTCOME_TAG, outcome)
+    client.set_model_version_tag(name, version, OUTCOME_REASON_TAG, reason[:_TAG_LIMIT])
+    run_id = client.get_model_version(name, version).run_id
+    if not run_id:
+        return
+    parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+    if parent:
+        client.set_tag(parent, "decision", reason[:_TAG_LIMIT])
+    model_card.set_outcome(run_id, describe_outcome(outcome, reason, settings), client.tracking_uri)
+
+
+def challenger_number(client: MlflowClient, settings: Settings) -> str | None:
+    """The version the challenger alias points at, or None."""
+    current = production_version(client, settings.model_name, settings.challenger_alias)
+    return None if current is None else str(current.version)
+
+
+def clear_challenger(client: MlflowClient, settings: Settings, version: str) -> None:
+    """Remove the challenger alias if it points at ``version`` (promoted, or refused on live
+    evidence: nothing left to shadow); an alias on another version is left alone."""
+    if challenger_number(client, settings) == str(version):
+        client.delete_registered_model_alias(settings.model_name, settings.challenger_alias)
+        log.info("alias %s removed from version %s", settings.challenger_alias, version)
+
+
+def settle(
+    client: MlflowClient,
+    settings: Settings,
+    version: str,
+    passed_gate: bool,
+    promoted: bool,
+    reason: str,
+) -> str:
+    """After the gate: the version's outcome, its alias, tags and card.
+
+    Promoted: no longer a challenger. Passed the offline gate but not promoted (held for a
+    person with ``--no-promote``, or Production moved meanwhile): the challenger alias moves to
+    it, so the service can score it in shadow. Refused by the gate: no alias changes.
+
+    Returns:
+        The outcome: :data:`PROMOTED`, :data:`CHALLENGER` or :data:`REFUSED`.
+    """
+    if promoted:
+        outcome = PROMOTED
+        clear_challenger(client, settings, version)
+    elif passed_gate:
+        outcome = CHALLENGER
+        client.set_registered_model_alias(settings.model_name, settings.challenger_alias, version)
+        log.info("alias %s now on version %s", settings.challenger_alias, version)
+    else:
+        outcome = REFUSED
+    record_outcome(client, settings, version, outcome, reason)
+    return outcome
+
+
+def after_undo(client: MlflowClient, settings: Settings, version: str, reason: str) -> None:
+    """A promotion of ``version`` was undone (a later step failed): unless it is Production
+    again by now, it waits as the challenger once more, and its outcome says why. Never raises:
+    the failure being reported matters more than this record of it."""
+    try:
+        now = production_number(client, settings.model_name, settings.production_alias)
+        if now != str(version):
+            settle(client, settings, version, passed_gate=True, promoted=False, reason=reason)
+    except Exception as exc:
+        log.warning("outcome of version %s not recorded after the undo: %s", version, exc)

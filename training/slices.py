@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-# A slice with fewer held-out rows than this is shown but not judged: its figures move by more
-# than WORSE_BY when one or two passengers change sides. Also the gate's minimum (enough rows).
-MIN_ROWS = 30
-# A judged slice whose AUC or accuracy is this far below the whole set's is flagged in the card.
-WORSE_BY = 0.10
+from lifeboat.settings import get_settings
+
+# A slice with fewer rows than the setting slice_min_rows (30) is shown but not judged: its
+# figures move by more than slice_worse_by (0.10) when one or two passengers change sides; it is
+# also the gate's minimum. Both are settings (lifeboat.settings), read when a function is called.
 THRESHOLD = 0.5
 MISSING = "unknown"  # a missing Age or Embarked is a slice of its own, never dropped
 # Upper bounds (exclusive) of the age bands, in years, and their names.
@@ -89,19 +89,37 @@ def slice_labels(passengers: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
-def flags(part: Figures, whole: Figures) -> tuple[str, ...]:
-    """``too small`` under :data:`MIN_ROWS`; else ``worse`` when AUC or accuracy trails by
-    more than :data:`WORSE_BY`."""
-    if part.rows < MIN_ROWS:
+def limits(min_rows: int | None = None, worse_by: float | None = None) -> tuple[int, float]:
+    """``(min_rows, worse_by)``: the given values, else the settings ``LIFEBOAT_SLICE_MIN_ROWS``
+    and ``LIFEBOAT_SLICE_WORSE_BY``."""
+    settings = get_settings()
+    return (
+        settings.slice_min_rows if min_rows is None else min_rows,
+        settings.slice_worse_by if worse_by is None else worse_by,
+    )
+
+
+def flags(part: Figures, whole: Figures, min_rows: int, worse_by: float) -> tuple[str, ...]:
+    """``too small`` under ``min_rows``; else ``worse`` when AUC or accuracy trails by more
+    than ``worse_by``."""
+    if part.rows < min_rows:
         return ("too small",)
-    worse_auc = part.auc is not None and whole.auc is not None and part.auc < whole.auc - WORSE_BY
-    if worse_auc or part.accuracy < whole.accuracy - WORSE_BY:
+    worse_auc = part.auc is not None and whole.auc is not None and part.auc < whole.auc - worse_by
+    if worse_auc or part.accuracy < whole.accuracy - worse_by:
         return ("worse",)
     return ()
 
 
-def by_slice(passengers: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> list[Slice]:
-    """Figures and flags of every slice of every dimension, in :data:`DIMENSIONS` order."""
+def by_slice(
+    passengers: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    min_rows: int | None = None,
+    worse_by: float | None = None,
+) -> list[Slice]:
+    """Figures and flags of every slice of every dimension, in :data:`DIMENSIONS` order
+    (thresholds: :func:`limits`)."""
+    min_rows, worse_by = limits(min_rows, worse_by)
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     whole = figures(y, p)
     out = []
@@ -109,7 +127,7 @@ def by_slice(passengers: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> list[Sli
         for value in sorted(labels.unique()):
             mask = (labels == value).to_numpy()
             part = figures(y[mask], p[mask])
-            out.append(Slice(dimension, value, part, flags(part, whole)))
+            out.append(Slice(dimension, value, part, flags(part, whole, min_rows, worse_by)))
     return out
 
 
@@ -137,10 +155,12 @@ def regressions(
     challenger: np.ndarray,
     production: np.ndarray,
     max_drop: float,
-    min_rows: int = MIN_ROWS,
+    min_rows: int | None = None,
 ) -> list[str]:
-    """Slices of at least ``min_rows`` rows where the challenger trails Production by more than
-    ``max_drop`` (AUC, or accuracy in a one-class slice), one sentence each."""
+    """Slices of at least ``min_rows`` rows (default: the setting) where the challenger trails
+    Production by more than ``max_drop`` (AUC, or accuracy in a one-class slice), one sentence
+    each."""
+    min_rows, _ = limits(min_rows)
     found = []
     ours = by_slice(passengers, y, challenger)
     theirs = by_slice(passengers, y, production)

@@ -1,6 +1,8 @@
 """The approval gate both DAGs end with: a challenger that won the promotion gate waits for a
-person, who sees its and Production's held-out figures and its MLflow run, then approves (promote,
-import, build, reload: ``python -m drift promote VERSION``) or rejects (nothing changes).
+person, who sees its and Production's held-out figures, the live (shadow) evidence when there is
+any, and its MLflow run, then approves (promote, import, build, reload: ``python -m drift
+promote VERSION``, which refuses a version the live evidence finds worse) or rejects (nothing
+changes).
 
 Configured by the environment Airflow runs in: ``LIFEBOAT_APPROVAL_TIMEOUT_HOURS`` (24; no
 answer by then counts as a rejection), ``LIFEBOAT_MLFLOW_UI_URL`` (the MLflow UI the run link
@@ -20,6 +22,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 from lifeboat_tasks import project
+
+EXIT_REFUSED = 4  # `drift promote`'s exit status when the live evidence says worse
 
 PARAMS = {
     "auto_approve": Param(
@@ -70,6 +74,38 @@ def figure(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def live_evidence(outcome: dict[str, Any]) -> list[str]:
+    """The shadow evidence beside the offline figures (``drift.shadow``; the outcome of
+    ``drift retrain --outcome`` carries it). ``drift promote`` reads it again when approved and
+    refuses a version it finds worse, so a person's approval cannot ship one."""
+    judged = outcome.get("shadow")
+    if not judged:
+        return [
+            "**Live traffic (shadow)**: no evidence in this outcome; approving runs `drift "
+            "promote`, which reads the logs again and refuses a version found worse."
+        ]
+    line = f"**Live traffic (shadow)**: {judged['verdict']} — {judged['why']}."
+    c = judged.get("comparison")
+    if not c or not c.get("difference"):
+        return [line]
+    return [
+        line,
+        "",
+        f"| live labels, {c['labelled_rows']} rows scored by both | AUC | accuracy |",
+        "|---|--:|--:|",
+        *(
+            f"| {who} | {figure(c[side]['auc'])} | {figure(c[side]['accuracy'])} |"
+            for who, side in (
+                (f"shadow v{c['shadow_version']}", "shadow"),
+                (f"Production v{c['production_version']}", "production"),
+                ("difference", "difference"),
+            )
+        ),
+        "",
+        f"Agreement {figure(c['agreement'])} on {c['rows']} requests.",
+    ]
+
+
 def describe(outcome: dict[str, Any], build: bool) -> dict[str, str]:
     """The approval form's subject and Markdown body."""
     name, version = outcome["model_name"], outcome["version"]
@@ -89,6 +125,8 @@ def describe(outcome: dict[str, Any], build: bool) -> dict[str, str]:
             "| held-out AUC, same rows | |",
             "|---|--:|",
             *rows,
+            "",
+            *live_evidence(outcome),
             "",
             f"MLflow run: [{outcome['run_id']}]({run_link(outcome)})",
             "",
@@ -136,8 +174,10 @@ def approval_gate(outcome_task_id: str):
         """Promote the approved version and ship it; a failed step is rolled back by the CLI."""
         build = get_current_context()["params"]["build"]
         flags = [] if build else ["--no-build"]
-        done = project.run("drift", "promote", outcome["version"], *flags)
-        return {"version": outcome["version"], "steps": done.output}
+        # Exit 4: refused, the live evidence says worse (drift.approve); nothing was shipped.
+        done = project.run("drift", "promote", outcome["version"], *flags, ok=(0, EXIT_REFUSED))
+        refused = done.last_line("refused:") if done.returncode == EXIT_REFUSED else None
+        return {"version": outcome["version"], "steps": done.output, "refused": refused}
 
     @task(task_id="conclude", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def conclude(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +187,9 @@ def approval_gate(outcome_task_id: str):
         shipped = ti.xcom_pull(task_ids=promote_id)
         production = outcome.get("production_version")
         kept = f"Production v{production} left alone" if production else "Production left empty"
-        if shipped:
+        if shipped and shipped.get("refused"):
+            verdict = f"v{outcome['version']} refused at promotion: {shipped['refused']}; {kept}"
+        elif shipped:
             how = f"approved by {answer['by']}" if answer else "auto-approved"
             verdict = f"v{outcome['version']} {how}: promoted, imported and served"
         elif not outcome.get("passed_gate"):
@@ -158,7 +200,7 @@ def approval_gate(outcome_task_id: str):
         else:
             verdict = f"v{outcome['version']} rejected by {answer.get('by')}; {kept}"
         print(verdict)
-        return {"promoted": bool(shipped), "verdict": verdict}
+        return {"promoted": bool(shipped and not shipped.get("refused")), "verdict": verdict}
 
     def chain_after(outcome) -> tuple[Any, Any]:
         decided = decide(outcome)

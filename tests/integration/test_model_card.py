@@ -102,7 +102,7 @@ def test_gate_refuses_a_challenger_much_worse_on_one_slice(trained, settings, he
     production = registry.score_version(settings.model_name, current.version, held_out)
     y = held_out[LABEL].to_numpy()
     first_class = (held_out["Pclass"] == 1).to_numpy()
-    assert first_class.sum() >= slices.MIN_ROWS
+    assert first_class.sum() >= settings.slice_min_rows
     challenger = worse_on(held_out, production, first_class)
     auc = float(roc_auc_score(y, challenger))
     assert auc > roc_auc_score(y, production)  # on AUC alone it would be promoted

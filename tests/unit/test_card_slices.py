@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,7 +87,43 @@ def test_a_much_worse_slice_is_flagged_and_a_small_one_is_not_judged():
     assert flagged["Sex=female"] == ("worse",)
     assert flagged["Sex=male"] == ()
     assert flagged["port=Q"] == ("too small",)
-    assert flagged["port=S"] == ()  # diluted by the women, but still within WORSE_BY
+    assert flagged["port=S"] == ()  # diluted by the women, but still within LIFEBOAT_SLICE_WORSE_BY
+
+
+@pytest.fixture
+def slice_settings(monkeypatch):
+    """Set LIFEBOAT_SLICE_* for one test; the settings are read afresh before and after."""
+    from lifeboat.settings import get_settings
+
+    def apply(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_slice_thresholds_are_settings(slice_settings):
+    frame, y, p = mixed()
+    women = (frame["Sex"] == "female").to_numpy()
+    p = np.where(women, 1 - p, p)
+    slice_settings(LIFEBOAT_SLICE_MIN_ROWS="5", LIFEBOAT_SLICE_WORSE_BY="1")
+    flagged = {s.name: s.flags for s in slices.by_slice(frame, y, p)}
+    assert flagged["port=Q"] == ()  # 10 rows are enough now
+    assert flagged["Sex=female"] == ()  # nothing trails by more than 1
+    slice_settings(LIFEBOAT_SLICE_MIN_ROWS="150")
+    assert {s.name for s in slices.by_slice(frame, y, p) if s.flags == ("too small",)} >= {
+        "Sex=female",
+        "Sex=male",
+        "port=Q",
+    }
+    # the gate's minimum too: the women's 100 rows are no longer judged, all 200 still are
+    good = mixed()[2]
+    found = slices.regressions(frame, y, p, good, 0.05)
+    assert not any(line.startswith("Sex=female") for line in found)
+    assert any(line.startswith("Pclass=3 (200 rows)") for line in found)
 
 
 def test_slice_rows_add_up_per_dimension():
@@ -168,3 +206,38 @@ def test_card_route_answers_html_markdown_or_404(tmp_path):
 def test_card_modules_need_neither_spark_nor_mlflow():
     code = "import training.slices, training.model_card, lifeboat.artifact"
     assert packages_imported_by(code, ["pyspark", "mlflow", "bentoml"]) == []
+
+
+def test_the_card_shows_the_promotion_outcome_and_it_is_rewritten_in_the_logged_card(tmp_path):
+    """Training writes the card before the promotion step; the outcome is set after it, and
+    again when ``drift promote`` decides, in the files logged to the run (a real SQLite store)."""
+    from mlflow import MlflowClient
+
+    from training.model_card import PENDING, set_outcome
+
+    frame, y, p = mixed()
+    families = {"logreg": {"cv_auc": 0.84, "heldout_auc": 0.85}}
+    evidence = Evidence("titanic v3", {"data": "abc"}, families, "logreg", frame, y, p)
+    write_card(tmp_path / "card", evidence)
+    md = (tmp_path / "card" / card.CARD_MARKDOWN).read_text()
+    assert f"## Promotion\n\n<!-- promotion outcome -->\n{PENDING}\n" in md
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("cards", artifact_location=(tmp_path / "art").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_artifacts(run_id, str(tmp_path / "card"), card.CARD_ARTIFACTS)
+    for outcome in ("Kept as challenger (alias challenger): held", "Refused: <worse> & live"):
+        assert set_outcome(run_id, outcome, uri) is True
+        got = Path(client.download_artifacts(run_id, card.CARD_ARTIFACTS, str(tmp_path / "got")))
+        md = (got / card.CARD_MARKDOWN).read_text()
+        page = (got / card.CARD_HTML).read_text()
+        assert md.count("<!-- promotion outcome -->") == 1 and PENDING not in md
+        assert f"<!-- promotion outcome -->\n{outcome}\n<!-- /promotion outcome -->" in md
+        escaped = outcome.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert f"<!-- promotion outcome --><p>{escaped}</p><!-- /promotion outcome -->" in page
+        assert "data:image/png;base64," in page and "| logreg |" in md  # the rest is kept
+    assert "Kept as challenger" not in md
+    # a run whose card predates outcomes, or that has none, is left alone
+    bare = client.create_run(experiment).info.run_id
+    assert set_outcome(bare, "Refused: x", uri) is False

@@ -1,4 +1,4 @@
-"""The DAGs repeat two exit codes (Airflow's venv cannot import the project): they must agree."""
+"""The DAGs repeat three exit codes (Airflow's venv cannot import the project): they must agree."""
 
 from __future__ import annotations
 
@@ -25,8 +25,13 @@ def test_the_dags_branch_on_the_projects_exit_codes():
     found = {
         **constants(DAGS / "lifeboat_monitor.py"),
         **constants(DAGS / "lifeboat_tasks" / "project.py"),
+        **constants(DAGS / "lifeboat_tasks" / "gate.py"),
     }
-    assert found == {"EXIT_DRIFT": exits.DRIFT, "EXIT_DATA_ERROR": exits.DATA_ERROR}
+    assert found == {
+        "EXIT_DRIFT": exits.DRIFT,
+        "EXIT_DATA_ERROR": exits.DATA_ERROR,
+        "EXIT_REFUSED": exits.REFUSED,
+    }
 
 
 def test_every_code_means_one_thing():
