@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     experiment: str = Field("titanic", alias="LIFEBOAT_EXPERIMENT")
     model_name: str = Field("titanic", alias="LIFEBOAT_MODEL_NAME")
     production_alias: str = Field("production", alias="LIFEBOAT_PRODUCTION_ALIAS")
+    # The alias training sets on a version that passed the offline gate but was not promoted
+    # (--no-promote, or Production moved meanwhile): the version the service shadows.
+    challenger_alias: str = Field("challenger", alias="LIFEBOAT_CHALLENGER_ALIAS")
 
     # Spark
     spark_master: str = Field("local[*]", alias="SPARK_MASTER")
@@ -58,6 +61,9 @@ class Settings(BaseSettings):
     # alias points, reloading when it moved (replicas converge without a call). 0: only at start
     # and on POST /reload.
     registry_poll_seconds: float = Field(0.0, ge=0, alias="LIFEBOAT_REGISTRY_POLL_SECONDS")
+    # Score the challenger (LIFEBOAT_CHALLENGER_ALIAS; without MLflow, the store's
+    # titanic_shadow:latest) beside Production and log its probability; false: no shadow.
+    shadow_scoring: bool = Field(True, alias="LIFEBOAT_SHADOW_SCORING")
     # On SIGTERM, how long a worker lets requests in flight finish before cancelling them; keep
     # it below the orchestrator's own (compose's stop_grace_period, Kubernetes' 30 s default).
     shutdown_grace_seconds: float = Field(25.0, gt=0, alias="LIFEBOAT_SHUTDOWN_GRACE_SECONDS")

@@ -11,6 +11,19 @@ and the reader (``drift``) both take their names from here.
 A prediction id is BentoML's request id (the OpenTelemetry span id, 64 random bits, sent back in
 the ``X-BentoML-Request-ID`` header) as 16 hex digits; passenger ``i`` of a batch request gets
 ``<request id>-<i>``. Nothing here imports BentoML.
+
+**Shadow columns** (the contract between the serving side, which scores a shadow model beside
+Production in the same batch, and ``drift.shadow``, which compares the two): every record of the
+prediction stream carries
+
+* ``shadow_version``: the registry version of the shadow model that scored this passenger too,
+  as a string (``"7"``), or null when no shadow is loaded;
+* ``shadow_probability``: the shadow's P(survived) for this passenger, a float in [0, 1], or
+  null when no shadow is loaded or it failed on this batch.
+
+Both are null, or both set. Records without these columns (written before shadows existed) mean
+"no shadow". The client sees only Production's answer; ``probability``, ``prediction`` and
+``model_version`` stay Production's.
 """
 
 from __future__ import annotations
@@ -22,6 +35,8 @@ PREDICTIONS = "titanic"
 FEEDBACK = "titanic_feedback"
 PREDICTION_ID = "prediction_id"  # the column of both streams that joins them
 SENDER = "sender"  # the feedback stream's column naming the token that sent a label
+SHADOW_VERSION = "shadow_version"  # prediction stream: the shadow's registry version, or null
+SHADOW_PROBABILITY = "shadow_probability"  # prediction stream: the shadow's P(survived), or null
 
 PREDICTION_ID_PATTERN = r"^[0-9a-f]{16}(-[0-9]{1,4})?$"
 _PREDICTION_ID = re.compile(PREDICTION_ID_PATTERN)

@@ -183,9 +183,9 @@ def test_a_worker_starts_on_production_else_loudly_on_the_bentos_own_model(
         raise ModelRejected("models:/titanic@production: ConnectionError: registry down")
 
     down = Production(unreachable, "a stand-in registry", lambda: "12")
-    assert startup_model(baked, pointer, store, down).tag == str(baked.tag)
+    assert startup_model(baked, pointer, store, down).model.tag == str(baked.tag)
     assert "serving the Bento's own model" in caplog.text and not pointer.exists()
 
     up = Production(lambda: Candidate(promoted), "a stand-in registry", lambda: "12")
-    assert startup_model(baked, pointer, store, up).tag == promoted
+    assert startup_model(baked, pointer, store, up).model.tag == promoted
     assert read_pointer(pointer).tag == promoted  # the other workers start on it too
