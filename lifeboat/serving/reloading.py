@@ -409,6 +409,15 @@ def choose_shadow(
     """
     if challenger is None:
         return NO_SHADOW
+    # Asked first, so that Production's own version is not even imported a second time.
+    try:
+        named = challenger.alias_version() if challenger.alias_version else None
+    except Absent:
+        return NO_SHADOW
+    except Exception:  # the registry down ...: resolving it says so
+        named = None
+    if named is not None and named == production.version:
+        return Shadow(version=named, note=same_as_production(named))
     try:
         candidate = challenger.resolve()
     except Absent:

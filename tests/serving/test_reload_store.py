@@ -35,11 +35,14 @@ from tests.serving.harness import store_with
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 
-def add_model(store, source: Path, version: str, onnx: bytes | None = None) -> str:
-    """A new titanic model in ``store``: ``source``'s files, another version, maybe a bad graph."""
+def add_model(
+    store, source: Path, version: str, onnx: bytes | None = None, name: str = "titanic"
+) -> str:
+    """A new model ``name`` in ``store``: ``source``'s files, another version, maybe a bad
+    graph."""
     metadata = json.loads((source / "metadata.json").read_text())
     with bentoml.models.create(
-        "titanic", labels={"registry_version": version}, _model_store=store
+        name, labels={"registry_version": version}, _model_store=store
     ) as model:
         target = Path(model.path)
         shutil.copy(source / "reference.csv", target / "reference.csv")
