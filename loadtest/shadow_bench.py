@@ -18,6 +18,7 @@ import logging
 import os
 import statistics
 import tempfile
+import time
 import urllib.request
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from typing import Any
 
 import typer
 
+from lifeboat.serving.store import SHADOW_BENTO_MODEL
 from lifeboat.settings import get_settings
 from loadtest.bench import (
     SHADOWED,
@@ -40,6 +42,7 @@ from loadtest.report import SHADOW_SHARE, Level
 from loadtest.servers import Server, private_home
 
 log = logging.getLogger("lifeboat.shadow_bench")
+CPU_BATCH = 8  # about the mean adaptive batch at 32 users (the serving bench's results)
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
 
@@ -47,6 +50,24 @@ def shadow_of(server: Server) -> dict[str, Any]:
     """The shadow ``/health`` shows for one worker of ``server``."""
     with urllib.request.urlopen(server.url + "/health", timeout=10) as response:
         return json.load(response)["shadow"]
+
+
+def scoring_cpu(production: Path, shadow: Path, batch: int, rounds: int) -> dict[str, float]:
+    """CPU microseconds per batch of ``batch`` passengers scored in process by
+    :func:`lifeboat.prediction.predict`, without and with the shadow: the shadow's cost
+    measured in CPU time, which other work on the machine moves far less than req/s."""
+    from lifeboat.passenger import EXAMPLE, Passenger
+    from lifeboat.prediction import load_model, predict
+
+    model, extra = load_model(production, "production"), load_model(shadow, "shadow")
+    passengers, ids = [Passenger.model_validate(EXAMPLE)] * batch, [str(i) for i in range(batch)]
+    spent = {}
+    for name, beside in (("without", None), ("with", extra), ("without_again", None)):
+        started = time.process_time()
+        for _ in range(rounds):
+            predict(model, passengers, ids, beside)
+        spent[name] = (time.process_time() - started) / rounds * 1e6
+    return spent
 
 
 def summary(runs: dict[str, list[Level]]) -> dict[str, Any]:
@@ -80,6 +101,10 @@ def markdown(meta: dict[str, Any], runs: dict[str, list[Level]], found: dict[str
         f"{meta['shadow']}. Load average {meta['load_avg_before']:.1f} before, "
         f"{meta['load_avg_after']:.1f} after.",
         "",
+        "In process, CPU per batch of {batch} passengers scored (`lifeboat.prediction.predict`): "
+        "{without:.0f} µs without the shadow, {with:.0f} µs with it, {without_again:.0f} µs "
+        "without again.".format(**meta["scoring_cpu_us_per_batch"]),
+        "",
         "| pair | server | req/s | p50 ms | p99 ms | failures | load avg at start | "
         "CPU server / Locust / other |",
         "|--:|---|--:|--:|--:|--:|--:|--:|",
@@ -112,6 +137,9 @@ def compare(
     users: int = typer.Option(32, min=1, help="Concurrent users who never wait."),
     duration: int = typer.Option(20, min=3, max=120, help="Seconds per run."),
     out: Path = typer.Option(None, help="Report folder. Default: reports/bench/shadow."),
+    cpu_rounds: int = typer.Option(
+        3000, min=1, help="Batches scored in process for the CPU cost of the shadow."
+    ),
 ) -> None:
     """/predict_titanic with and without a shadow model, same machine, interleaved."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -136,6 +164,10 @@ def compare(
         work = Path(tmp)
         env = server_env(work)
         meta["shadow"] = shadowed_home(work / SHADOWED.name, model, settings)
+        shadow_dir = next((work / SHADOWED.name / "models" / SHADOW_BENTO_MODEL).glob("*/"))
+        cpu = scoring_cpu(Path(model.path), shadow_dir, CPU_BATCH, cpu_rounds)
+        meta["scoring_cpu_us_per_batch"] = {"batch": CPU_BATCH, **cpu}
+        log.info("in-process scoring, CPU µs per batch of %d: %s", CPU_BATCH, cpu)
         plain_home = private_home(work / SHIPPED.name, Path(model.path).parents[1])
         envs = {
             SHIPPED.name: env

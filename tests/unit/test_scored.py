@@ -107,3 +107,22 @@ def test_a_shadow_that_raises_is_caught_too():
     assert scored.probability == [0.3]
     assert scored.shadow_error == "titanic_shadow:x: RuntimeError: onnxruntime fell over"
     assert scored.shadow_columns() == ([None], [None])
+
+
+def test_a_failed_shadow_batch_is_counted_and_said_once_a_minute(caplog):
+    from prometheus_client import REGISTRY
+
+    from lifeboat.serving.predicting import _counted
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("lifeboat_shadow_failures_total") or 0.0
+
+    broken = predict(_model([0.3]), [_passenger()], ["a"], _model([2.0], version="9"))
+    before = failures()
+    with caplog.at_level("WARNING", logger="bentoml.lifeboat.monitoring"):
+        for _ in range(3):
+            assert _counted(broken) is broken
+        assert _counted(predict(_model([0.3]), [_passenger()], ["a"])).shadow_error is None
+    assert failures() - before == 3
+    said = [r.getMessage() for r in caplog.records if "lifeboat_shadow_failures" in r.getMessage()]
+    assert len(said) <= 1 and all("titanic:v9" in line for line in said)
