@@ -52,7 +52,7 @@ import psutil
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
-from lifeboat.artifact import BENTO_MODEL, ModelMetadata, without_credentials
+from lifeboat.artifact import BENTO_MODEL, ModelMetadata, public_uri, without_credentials
 from lifeboat.prediction import LoadedModel, ModelRejected, load_model
 from lifeboat.serving.store import (
     NOT_FOUND,
@@ -184,6 +184,13 @@ class Production:
     alias_version: Callable[[], str] | None = None
     """The registry version the alias names now (a cheap call; raises :class:`Absent` when it
     names none); None without a registry."""
+    public: str = ""
+    """``source`` as ``/health`` and ``/model_info`` may show it: no credentials, no server
+    paths (a registry in local files is ``embedded``); empty: ``source`` is public already."""
+
+    def shown(self, text: str) -> str:
+        """``text`` (a message naming ``source``) fit for a public route."""
+        return text.replace(self.source, self.public) if self.public else text
 
 
 class ModelHolder:
@@ -339,17 +346,18 @@ class ModelHolder:
     def shadow_info(self) -> ShadowInfo:
         """The shadow's state, as ``/health`` and ``/model_info`` show it."""
         shadow = self._shadow
+        source = self.challenger.shown(self.challenger.source) if self.challenger else None
         if shadow.model is None:
-            source = self.challenger.source if self.challenger else None
-            return ShadowInfo(
-                loaded=False, version=shadow.version, source=source, dropped=shadow.note
-            )
+            dropped = shadow.note
+            if dropped is not None and self.challenger is not None:
+                dropped = self.challenger.shown(dropped)
+            return ShadowInfo(loaded=False, version=shadow.version, source=source, dropped=dropped)
         return ShadowInfo(
             loaded=True,
             version=shadow.model.version,
             tag=shadow.model.tag,
             loaded_at=shadow.model.loaded_at,
-            source=self.challenger.source if self.challenger else None,
+            source=source,
         )
 
     def health(self) -> Health:
@@ -553,7 +561,8 @@ def registry_source(uri: str, name: str, alias: str, bento_name: str, store: Any
                 raise Absent(f"no {name}@{alias}") from exc
             raise
 
-    return Production(imported, source, alias_version)
+    public = f"models:/{name}@{alias} at {public_uri(uri)}"
+    return Production(imported, source, alias_version, public)
 
 
 def marker_path(settings: Settings, arbiter: psutil.Process | None = None) -> Path:

@@ -8,6 +8,7 @@ trained model's artifacts, a real new registry version each) and ``POST /reload`
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import time
@@ -180,7 +181,9 @@ def test_a_broken_challenger_at_start_is_dropped_and_production_serves(
     for shadow in seen.values():
         assert shadow["loaded"] is False and shadow["version"] == registry.broken, seen
         assert "INVALID_PROTOBUF" in shadow["dropped"], seen
-    health = httpx.get(f"{shadow_server.url}/health", timeout=10).json()
+    text = httpx.get(f"{shadow_server.url}/health", timeout=10).text
+    assert str(home) not in text and "sqlite" not in text
+    health = json.loads(text)
     assert health["status"] == "ok" and health["model_version"] == registry.production
     log = shadow_server.log_tail(200_000)
     # One line, from the server's start: the workers read the verdict from the pointer.
@@ -204,7 +207,10 @@ def test_a_shadow_is_scored_in_the_same_batch_and_logged_not_answered(
     seen = shadows(shadow_server, {"loaded": True, "version": challenger})
     assert {s["version"] for s in seen.values()} == {challenger}, seen
     assert len({s["tag"] for s in seen.values()}) == 1  # the same stored model everywhere
-    info = httpx.get(f"{shadow_server.url}/model_info", timeout=10).json()
+    text = httpx.get(f"{shadow_server.url}/model_info", timeout=10).text
+    assert str(home) not in text and "sqlite" not in text  # no server paths (test_ops.py)
+    info = json.loads(text)
+    assert info["shadow"]["source"].endswith("@challenger at embedded")
     assert info["shadow"]["tag"].startswith(f"{SHADOW_BENTO_MODEL}:")
     assert info["shadow_metadata"]["version"] == challenger
     assert info["metadata"]["version"] == registry.production
