@@ -26,7 +26,7 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 AIRFLOW_PORT ?= 8080
 
 .PHONY: help java install run train train-quick import-model build serve score leaderboard test \
-	loadtest bench drift-report drift-retrain drift-bench lint format clean images bento-image \
+	loadtest bench shadow-bench drift-report drift-retrain drift-bench lint format clean images bento-image \
 	test-stack stack-bench airflow-venv airflow
 
 help: ## Show this help
@@ -74,6 +74,9 @@ loadtest: install ## Headless Locust against HOST (USERS, SPAWN_RATE, DURATION, 
 
 bench: java install ## Serving benchmark on 127.0.0.1 (~15 min, idle machine): reports/bench/
 	$(PY) -m loadtest.bench
+
+shadow-bench: install ## req/s with and without a shadow model, 32 users, 3 interleaved pairs: reports/bench/shadow/
+	$(PY) -m loadtest.shadow_bench
 
 drift-report: install ## Drift report of the service's monitoring logs: reports/drift/; exit 0 none, 42 drift, 2 error
 	$(PY) -m drift report

@@ -96,7 +96,8 @@ class TitanicSurvival:
     )
     def predict_titanic(self, passengers: list[Received]) -> list[Prediction]:
         """Predict survival for one passenger (flat JSON object)."""
-        return bodies.predictions(predicting.predict_received(self.holder.model, passengers))
+        scored = predicting.predict_received(self.holder.model, passengers, self.holder.shadow)
+        return bodies.predictions(scored)
 
     @bentoml.api(
         route=routes.BATCH_ROUTE,
@@ -105,7 +106,7 @@ class TitanicSurvival:
     )
     def predict_titanic_batch(self, passengers: list[Passenger]) -> Scored:
         """Predict survival for a JSON list of up to 1000 passengers, in order."""
-        return predicting.predict_and_log(self.holder.model, passengers)
+        return predicting.predict_and_log(self.holder.model, passengers, self.holder.shadow)
 
     @admin.post(
         routes.FEEDBACK_ROUTE,

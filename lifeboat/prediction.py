@@ -78,6 +78,10 @@ class Scored:
 
     A thousand-passenger batch costs a thousand prediction models if built row by row;
     columns cost a few lists, and the batch body is encoded from them in one call.
+
+    The shadow columns say what a second model (the challenger) answered for the same
+    passengers: they reach the monitoring records, never the bodies. Both are None when no
+    shadow scored the batch; ``shadow_error`` says why a loaded shadow did not.
     """
 
     columns: dict[str, list[Any]]  # the passengers' logged columns (features and label)
@@ -86,6 +90,9 @@ class Scored:
     survived: list[int]
     model_version: str
     drift_alerts: dict[int, list[DriftAlert]]  # by position; most passengers have none
+    shadow_version: str | None = None
+    shadow_probability: list[float] | None = None
+    shadow_error: str | None = None
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -99,7 +106,16 @@ class Scored:
             self.survived[start:stop],
             self.model_version,
             {i - start: a for i, a in self.drift_alerts.items() if start <= i < stop},
+            self.shadow_version,
+            None if self.shadow_probability is None else self.shadow_probability[start:stop],
+            self.shadow_error,
         )
+
+    def shadow_columns(self) -> tuple[list[str | None], list[float | None]]:
+        """The shadow's version and probability per passenger: nulls where it did not score."""
+        if self.shadow_probability is None:
+            return [None] * len(self), [None] * len(self)
+        return [self.shadow_version] * len(self), list(self.shadow_probability)
 
     def rows(self) -> list[dict[str, Any]]:
         """One prediction's fields per passenger, in order (what clients are answered)."""
@@ -138,17 +154,30 @@ def drift_alerts(
     return alerts
 
 
-def predict(model: LoadedModel, passengers: Sequence[Any], ids: Sequence[str]) -> Scored:
+def predict(
+    model: LoadedModel,
+    passengers: Sequence[Any],
+    ids: Sequence[str],
+    shadow: LoadedModel | None = None,
+) -> Scored:
     """Score passengers with one model snapshot; ``ids`` are their prediction ids, in order.
+
+    ``shadow``, when given, scores the same columns too; whatever goes wrong with it leaves
+    its columns None (and ``shadow_error`` set) and never fails the prediction.
 
     Raises:
         ValueError: The model answered something other than a probability for a passenger.
     """
     columns = {name: [getattr(p, name) for p in passengers] for name in (*FEATURES, LABEL)}
     meta = model.metadata
-    probabilities = model.scorer.predict_proba(columns)
-    if not np.all((probabilities >= 0.0) & (probabilities <= 1.0)):  # NaN fails this too
-        raise ValueError(f"{model.tag} answered probabilities outside [0, 1]")
+    probabilities = _probabilities(model, columns)
+    shadow_version, shadow_probability, shadow_error = None, None, None
+    if shadow is not None:
+        try:
+            shadow_probability = _probabilities(shadow, columns).tolist()
+            shadow_version = shadow.version
+        except Exception as exc:  # a shadow's failure is data for its record, not the client's
+            shadow_error = f"{shadow.tag}: {type(exc).__name__}: {exc}"
     return Scored(
         columns,
         list(ids),
@@ -156,4 +185,16 @@ def predict(model: LoadedModel, passengers: Sequence[Any], ids: Sequence[str]) -
         (probabilities >= meta.threshold).astype(np.int64).tolist(),
         model.version,
         drift_alerts(columns, meta.feature_ranges),
+        shadow_version,
+        shadow_probability,
+        shadow_error,
     )
+
+
+def _probabilities(model: LoadedModel, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    probabilities = model.scorer.predict_proba(columns)
+    if len(probabilities) != len(columns[LABEL]) or not np.all(
+        (probabilities >= 0.0) & (probabilities <= 1.0)  # NaN fails this too
+    ):
+        raise ValueError(f"{model.tag} answered probabilities outside [0, 1] or not one each")
+    return probabilities

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # alias points, reloading when it moved (replicas converge without a call). 0: only at start
     # and on POST /reload.
     registry_poll_seconds: float = Field(0.0, ge=0, alias="LIFEBOAT_REGISTRY_POLL_SECONDS")
+    # Score the challenger (LIFEBOAT_CHALLENGER_ALIAS; without MLflow, the store's
+    # titanic_shadow:latest) beside Production and log its probability; false: no shadow.
+    shadow_scoring: bool = Field(True, alias="LIFEBOAT_SHADOW_SCORING")
     # On SIGTERM, how long a worker lets requests in flight finish before cancelling them; keep
     # it below the orchestrator's own (compose's stop_grace_period, Kubernetes' 30 s default).
     shutdown_grace_seconds: float = Field(25.0, gt=0, alias="LIFEBOAT_SHUTDOWN_GRACE_SECONDS")

@@ -1,6 +1,6 @@
 """``make bench``: service.py's /predict_titanic side by side with a constant endpoint, with
-itself without adaptive batching and with MLflow's own server of the Spark model; then the
-batch route in rows/s.
+itself without adaptive batching, with itself scoring a shadow model too, and with MLflow's own
+server of the Spark model; then the batch route in rows/s.
 
 Every server listens on 127.0.0.1, started and stopped here. The BentoML ones run side by side
 and take turns at each concurrency level; MLflow's runs after them, alone. Every level is a
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,8 +37,10 @@ from typing import Any
 import psutil
 import typer
 
+from lifeboat.artifact import BENTO_MODEL, METADATA_FILE, ModelMetadata
 from lifeboat.passenger import EXAMPLE
 from lifeboat.routes import BATCH_ROUTE, PREDICT_ROUTE, READY_ROUTE
+from lifeboat.serving.store import open_store
 from lifeboat.settings import PROJECT_ROOT, Settings, get_settings
 from loadtest.passengers import spark_record
 from loadtest.report import Level, Measured, checks, markdown, plot
@@ -70,6 +73,7 @@ CONSTANT = bento("constant", "constant endpoint", "loadtest.constant_service:Con
 UNBATCHED = bento(
     "unbatched", "/predict_titanic, batching off", "loadtest.unbatched_service:TitanicSurvival"
 )
+SHADOWED = replace(SHIPPED, name="shadowed", label="/predict_titanic, a shadow loaded")
 
 
 def mlflow_target(model_uri: str, workers: int) -> Target:
@@ -242,6 +246,42 @@ def ensure_bento_model(settings: Settings) -> Any:
     return model
 
 
+def shadowed_home(home: Path, production: Any, settings: Settings) -> str:
+    """A BentoML home of its own holding Production and a shadow beside it; says which shadow.
+
+    The shadow is the registry's challenger when one is set, else a copy of Production's own
+    graph under another version: scoring costs the same, and the bench measures cost.
+    """
+    from lifeboat.serving.store import SHADOW_BENTO_MODEL, NoProductionModel, import_production
+
+    models = home / "models"
+    shutil.copytree(Path(production.path), models / BENTO_MODEL / production.tag.version)
+    (models / BENTO_MODEL / "latest").write_text(production.tag.version)
+    try:
+        shadow, _ = import_production(
+            settings.tracking_uri,
+            settings.model_name,
+            settings.challenger_alias,
+            SHADOW_BENTO_MODEL,
+            store=open_store(home),
+        )
+    except NoProductionModel:
+        pass
+    else:
+        version = shadow.info.labels["registry_version"]
+        if version != production.info.labels.get("registry_version"):
+            return f"{shadow.tag} (registry challenger v{version})"
+        open_store(home).delete(shadow.tag)
+    copy = models / SHADOW_BENTO_MODEL / production.tag.version
+    shutil.copytree(Path(production.path), copy)
+    metadata = ModelMetadata.from_folder(copy)
+    metadata.model_copy(update={"version": f"{metadata.version}-copy"}).to_file(
+        copy / METADATA_FILE
+    )
+    (copy.parent / "latest").write_text(production.tag.version)
+    return f"{SHADOW_BENTO_MODEL}:{production.tag.version} (a copy of Production's graph)"
+
+
 def log_spark_model(settings: Settings) -> str:
     """Log the production version's Spark pipeline as an MLflow ``spark`` flavour model.
 
@@ -341,7 +381,11 @@ def bench(
         def env_for(target: Target) -> dict[str, str]:
             if target.is_worker is runs_a_jvm:  # mlflow models serve resolves a runs:/ URI
                 return env | {"MLFLOW_TRACKING_URI": settings.tracking_uri}
-            return env | {"BENTOML_HOME": str(private_home(work / target.name, models))}
+            if target.name == SHADOWED.name:  # the store's Production and titanic_shadow
+                meta["shadow"] = shadowed_home(work / target.name, model, settings)
+                return env | {"BENTOML_HOME": str(work / target.name), "MLFLOW_TRACKING_URI": ""}
+            home = private_home(work / target.name, models)
+            return env | {"BENTOML_HOME": str(home), "LIFEBOAT_SHADOW_SCORING": "false"}
 
         batch = replace(
             SHIPPED,
@@ -350,7 +394,7 @@ def bench(
             tags="batch",
             rows=batch_size,
         )
-        bentos = [CONSTANT, SHIPPED, UNBATCHED, batch]
+        bentos = [CONSTANT, SHIPPED, SHADOWED, UNBATCHED, batch]
         results = side_by_side(bentos, env_for, users, duration, raw)
         if with_mlflow:  # alone: its JVMs would weigh on the others
             # as many workers as service.py runs here; each starts a JVM of its own

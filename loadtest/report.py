@@ -13,6 +13,7 @@ TIMES_MLFLOW = 30.0  # peak req/s against mlflow models serve's
 BATCH_ROWS_TIMES_SINGLE = 50.0  # the batch route's peak rows/s against single requests' req/s
 READY_SECONDS = 5.0
 WORKER_RSS_MB = 200.0
+SHADOW_SHARE = 0.90  # req/s with a shadow loaded against without, at 32 users (issue 14)
 
 
 @dataclass
@@ -104,6 +105,17 @@ def checks(results: dict[str, Measured]) -> list[Check]:
                 ratio,
                 f">= {TIMES_MLFLOW:g}",
                 ratio >= TIMES_MLFLOW,
+            )
+        )
+    shadowed = results.get("shadowed")
+    if shadowed and (alone := shipped.at(32)) and (both := shadowed.at(32)) and alone.rps:
+        share = both.rps / alone.rps
+        found.append(
+            Check(
+                "req/s with a shadow vs without, 32 users",
+                share,
+                f">= {SHADOW_SHARE}",
+                share >= SHADOW_SHARE,
             )
         )
     if batch := results.get("batch"):

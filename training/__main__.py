@@ -154,15 +154,27 @@ def score(
 
 
 @app.command("import-model")
-def import_model() -> None:
+def import_model(
+    alias: str = typer.Option(
+        None,
+        help="The registry alias to import: the production alias (default) as titanic, or the "
+        "challenger alias (LIFEBOAT_CHALLENGER_ALIAS) as titanic_shadow, the shadow a server "
+        "without MLflow scores beside Production.",
+    ),
+) -> None:
     """Import models:/titanic@production into the BentoML store (the first half of make build)."""
     setup_logging(False)
-    from lifeboat.serving.store import NoProductionModel, import_production
+    from lifeboat.artifact import BENTO_MODEL
+    from lifeboat.serving.store import SHADOW_BENTO_MODEL, NoProductionModel, import_production
 
     settings = get_settings()
+    names = {settings.production_alias: BENTO_MODEL, settings.challenger_alias: SHADOW_BENTO_MODEL}
+    alias = alias or settings.production_alias
+    if alias not in names or not alias:
+        fail(exits.DATA_ERROR, f"--alias {alias!r}: not one of {sorted(filter(None, names))}")
     try:
         model, created = import_production(
-            settings.tracking_uri, settings.model_name, settings.production_alias
+            settings.tracking_uri, settings.model_name, alias, names[alias]
         )
     except NoProductionModel as exc:
         fail(exits.DATA_ERROR, str(exc))

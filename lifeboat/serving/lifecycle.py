@@ -4,11 +4,12 @@ workers serve, and it drains on ``SIGTERM``.
 - **Start.** ``bentoml serve`` runs :func:`prepare_server` once, in the process that then
   supervises the workers (circus's arbiter), before the port is bound. It chooses the model the
   way a starting worker does (:func:`lifeboat.serving.reloading.startup_model`) and names it in the
-  server's pointer, so every worker starts on it. With no valid model it logs one line naming
-  the model and the reason and exits with :data:`EXIT_NO_MODEL`: nothing ever listens. It does
-  not fall back to an older version in the store: that is a model nobody chose for production
-  (perhaps one withdrawn on purpose), while a replica that refuses to start leaves the others,
-  or the one being replaced, serving, which is what a rollout needs.
+  server's pointer, so every worker starts on it (with the shadow resolved beside it, if any: a
+  shadow that does not load is dropped, never a reason not to start). With no valid model it logs
+  one line naming the model and the reason and exits with :data:`EXIT_NO_MODEL`: nothing ever
+  listens. It does not fall back to an older version in the store: that is a model nobody chose
+  for production (perhaps one withdrawn on purpose), while a replica that refuses to start leaves
+  the others, or the one being replaced, serving, which is what a rollout needs.
 - **Workers.** Beside the pointer, each worker records whether it is starting, serving or
   failed to start (``<pointer stem>.workers/<worker id>.json``), and the server records how many
   workers it runs. ``/readyz`` answers 200 only while every worker serves; ``/health`` shows
@@ -215,17 +216,19 @@ def prepare_server(stored: Any, settings: Settings, workers: int) -> None:
         logger.info("forgot %d stopped servers' pointers", len(forgotten))
     store = open_store(settings.model_store)
     production = reloading.production_source(settings, store)
+    challenger = reloading.challenger_source(settings, store)
     try:
         with reloading.pointer_lock(pointer):
-            model = reloading.startup_model(stored, pointer, store, production)
-            reloading.write_pointer(pointer, model)
+            model, shadow = reloading.startup_model(stored, pointer, store, production, challenger)
+            reloading.write_pointer(pointer, model, shadow)
     except ModelRejected as exc:
         logger.critical("no valid model to serve, exiting with %d: %s", EXIT_NO_MODEL, exc)
         raise SystemExit(EXIT_NO_MODEL) from None
     roster = Roster(pointer)
     roster.open(arbiter.pid, workers)
     atexit.register(_exit_if_stopped, roster)
-    logger.info("%d workers will serve %s", workers, model.tag)
+    shadowed = f", shadowed by {shadow.model.tag}" if shadow.model else ""
+    logger.info("%d workers will serve %s%s", workers, model.tag, shadowed)
 
 
 def _exit_if_stopped(roster: Roster) -> None:

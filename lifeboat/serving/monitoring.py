@@ -35,32 +35,46 @@ from lifeboat.settings import get_settings
 
 logger = logging.getLogger("bentoml.lifeboat.monitoring")
 WARN_EVERY_SECONDS = 60.0
-_last_warning = [float("-inf")]
+_last_warning: dict[str, float] = {}  # by counter: when it was last said
 
 
 @functools.cache
-def _dropped_total() -> Any:
+def _counter(name: str, documentation: str) -> Any:
     # Created on first use, in the worker: prometheus_client must see BentoML's multiprocess
     # directory, which a worker sets after importing the service.
     import prometheus_client
 
-    return prometheus_client.Counter(
-        "lifeboat_monitoring_records_dropped",
-        "Prediction records that could not be written (a full disk, a read-only mount ...)",
-    )
+    return prometheus_client.Counter(name, documentation)
+
+
+def _count(name: str, documentation: str, amount: int, said: str) -> None:
+    """Add to a counter; say ``said`` at most once a minute per counter, not per event."""
+    _counter(name, documentation).inc(amount)
+    now = time.monotonic()
+    if now - _last_warning.get(name, float("-inf")) >= WARN_EVERY_SECONDS:
+        _last_warning[name] = now
+        logger.warning("%s (%s_total): %s", documentation.split(" (")[0], name, said)
 
 
 def count_dropped(records: int, error: BaseException | None) -> None:
     """Count records that never reached the log; say so at most once a minute, not per line."""
-    _dropped_total().inc(records)
-    now = time.monotonic()
-    if now - _last_warning[0] >= WARN_EVERY_SECONDS:
-        _last_warning[0] = now
-        logger.warning(
-            "prediction records dropped (lifeboat_monitoring_records_dropped_total): %s: %s",
-            type(error).__name__,
-            error,
-        )
+    _count(
+        "lifeboat_monitoring_records_dropped",
+        "Prediction records that could not be written (a full disk, a read-only mount ...)",
+        records,
+        f"{type(error).__name__}: {error}",
+    )
+
+
+def count_shadow_failure(error: str) -> None:
+    """Count a batch the shadow failed to score (its records carry nulls); said at most once a
+    minute."""
+    _count(
+        "lifeboat_shadow_failures",
+        "Batches the shadow model failed to score (their records carry no shadow columns)",
+        1,
+        error,
+    )
 
 
 def _dropped_by_handler(record: logging.LogRecord) -> None:

@@ -21,8 +21,15 @@ from opentelemetry import trace as otel_trace
 
 from lifeboat.passenger import BY_NAME, FEATURES, LABEL
 from lifeboat.prediction import LoadedModel, Scored, predict
-from lifeboat.serving.monitoring import count_dropped, stream
-from lifeboat.streams import PREDICTION_ID, PREDICTIONS, batch_ids, request_hex
+from lifeboat.serving.monitoring import count_dropped, count_shadow_failure, stream
+from lifeboat.streams import (
+    PREDICTION_ID,
+    PREDICTIONS,
+    SHADOW_PROBABILITY,
+    SHADOW_VERSION,
+    batch_ids,
+    request_hex,
+)
 
 # A child of BentoML's logger, so INFO reaches the server log (the root logger shows WARNING+).
 logger = logging.getLogger("bentoml.lifeboat")
@@ -64,25 +71,37 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def predict_and_log(model: LoadedModel, passengers: Sequence[Any]) -> Scored:
-    """Score one request's passengers and write their monitoring records."""
-    scored = predict(model, passengers, batch_ids(trace_context.request_id, len(passengers)))
+def predict_and_log(
+    model: LoadedModel, passengers: Sequence[Any], shadow: LoadedModel | None = None
+) -> Scored:
+    """Score one request's passengers (by the shadow too) and write their monitoring records."""
+    ids = batch_ids(trace_context.request_id, len(passengers))
+    scored = _counted(predict(model, passengers, ids, shadow))
     log_predictions(scored)
     return scored
 
 
-def predict_received(model: LoadedModel, batch: Sequence[Received]) -> Scored:
-    """Score an adaptive batch; each record is written under its own request's ids."""
+def predict_received(
+    model: LoadedModel, batch: Sequence[Received], shadow: LoadedModel | None = None
+) -> Scored:
+    """Score an adaptive batch (by the shadow too, in the same call); each record is written
+    under its own request's ids."""
     ids = [request_hex(item.request_id) for item in batch]
-    scored = predict(model, [item.passenger for item in batch], ids)
+    scored = _counted(predict(model, [item.passenger for item in batch], ids, shadow))
     for i, item in enumerate(batch):
         item.run_as_request(partial(log_predictions, scored.take(i, i + 1)))
     return scored
 
 
+def _counted(scored: Scored) -> Scored:
+    if scored.shadow_error is not None:
+        count_shadow_failure(scored.shadow_error)
+    return scored
+
+
 def log_predictions(scored: Scored) -> None:
     """Write one ``bentoml.monitor`` record per passenger: features, claimed label, outputs,
-    version and prediction id (``lifeboat.streams``).
+    version, prediction id and the shadow's version and probability (``lifeboat.streams``).
 
     Never Name, Ticket or Cabin. Monitoring must not fail a prediction: errors are logged.
     """
@@ -106,5 +125,8 @@ def _log_block(scored: Scored) -> None:
             versions = [scored.model_version] * len(scored)
             mon.log_batch(versions, "model_version", "prediction", "categorical")
             mon.log_batch(scored.prediction_ids, PREDICTION_ID, "prediction", "categorical")
+            shadow_versions, shadow_probabilities = scored.shadow_columns()
+            mon.log_batch(shadow_versions, SHADOW_VERSION, "prediction", "categorical")
+            mon.log_batch(shadow_probabilities, SHADOW_PROBABILITY, "prediction", "numerical")
     except Exception as exc:
         count_dropped(len(scored), exc)

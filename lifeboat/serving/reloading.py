@@ -19,6 +19,15 @@ that resolves it, and only then named in the **pointer**, a file private to this
 
 Resolving and importing hold an exclusive lock beside the pointer, so the workers of one server
 never import the same version twice.
+
+**The shadow** (issue 14's shadow scoring) follows the same rules: the challenger
+(``models:/<model>@<LIFEBOAT_CHALLENGER_ALIAS>``, imported as ``titanic_shadow``; without a
+registry, the store's ``titanic_shadow:latest``) is resolved with Production, at start, on
+``POST /reload`` and when the registry poll sees either alias move, and the pointer names it
+beside Production, so every worker scores the same shadow. Unlike Production it is optional:
+none configured means no shadow, and one that cannot be found, loaded or smoke-tested is dropped
+with one log line (an import made for it deleted again) while Production serves on; one of
+Production's own version is not loaded twice.
 """
 
 from __future__ import annotations
@@ -37,20 +46,38 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
-from lifeboat.artifact import BENTO_MODEL, ModelMetadata, without_credentials
+from lifeboat.artifact import BENTO_MODEL, ModelMetadata, public_uri, without_credentials
 from lifeboat.prediction import LoadedModel, ModelRejected, load_model
-from lifeboat.serving.store import import_production, open_store
+from lifeboat.serving.store import (
+    NOT_FOUND,
+    SHADOW_BENTO_MODEL,
+    NoProductionModel,
+    import_production,
+    open_store,
+)
 from lifeboat.settings import Settings
 
 logger = logging.getLogger("bentoml.lifeboat.reloading")
 
 MODEL_TAG = f"{BENTO_MODEL}:latest"
+SHADOW_TAG = f"{SHADOW_BENTO_MODEL}:latest"
+
+
+class ShadowInfo(BaseModel):
+    """The shadow a worker scores beside Production (clients never see its answers)."""
+
+    loaded: bool
+    version: str | None = None
+    tag: str | None = None
+    loaded_at: str | None = None
+    source: str | None = Field(None, description="Where it is looked for; null: shadowing off")
+    dropped: str | None = Field(None, description="Why a challenger that exists is not scored")
 
 
 class ReloadResult(BaseModel):
@@ -62,6 +89,7 @@ class ReloadResult(BaseModel):
     previous_tag: str | None = None
     source: str
     error: str | None = None
+    shadow: ShadowInfo | None = None
 
 
 class Health(BaseModel):
@@ -76,6 +104,7 @@ class Health(BaseModel):
     worker_pid: int
     reload_error: str | None
     registry_error: str | None = None
+    shadow: ShadowInfo | None = None
     workers: dict[str, str] = Field(
         default_factory=dict, description="Every worker of this server by id: serving or not, why"
     )
@@ -86,14 +115,19 @@ class ModelInfo(BaseModel):
 
     model_tag: str
     metadata: ModelMetadata
+    shadow: ShadowInfo | None = None
+    shadow_metadata: ModelMetadata | None = None
 
 
 class Pointer(BaseModel):
-    """The pointer file: the model every worker of this server serves."""
+    """The pointer file: the model every worker of this server serves, and its shadow."""
 
     tag: str
     version: str | None = None
     written_at: str
+    shadow_tag: str | None = None
+    shadow_version: str | None = None  # the challenger resolved, loaded or not
+    shadow_note: str | None = None  # why no shadow is scored although one was found
 
 
 class InvalidPointer(ValueError):
@@ -104,12 +138,39 @@ class InvalidCandidate(ModelRejected):
     """Production was found but does not serve: it failed to load or its smoke test."""
 
 
+class Absent(ModelRejected):
+    """No version carries the alias (or the store holds no such model): for the shadow, none."""
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """A model ``/reload`` could serve: its store tag, and whether resolving it imported it."""
+    """A model ``/reload`` could serve: its store tag, whether resolving it imported it, and
+    the registry version it comes from when known."""
 
     tag: str
     imported: bool = False
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """The challenger a worker scores beside Production, or why it scores none."""
+
+    model: LoadedModel | None = None
+    version: str | None = None
+    """The challenger version last resolved, loaded or not: the registry poll compares it."""
+    note: str | None = None
+    """Why none is scored although one was found: dropped, or Production's own version."""
+
+
+NO_SHADOW = Shadow()
+
+
+class Serving(NamedTuple):
+    """What a starting worker serves: Production and its shadow."""
+
+    model: LoadedModel
+    shadow: Shadow
 
 
 @dataclass(frozen=True)
@@ -121,14 +182,28 @@ class Production:
     source: str
     """Where ``resolve`` looks, for responses and logs."""
     alias_version: Callable[[], str] | None = None
-    """The registry version the alias names now (a cheap call); None without a registry."""
+    """The registry version the alias names now (a cheap call; raises :class:`Absent` when it
+    names none); None without a registry."""
+    public: str = ""
+    """``source`` as ``/health`` and ``/model_info`` may show it: no credentials, no server
+    paths (a registry in local files is ``embedded``); empty: ``source`` is public already."""
+
+    def shown(self, text: str) -> str:
+        """``text`` (a message naming ``source``) fit for a public route."""
+        return text.replace(self.source, self.public) if self.public else text
 
 
 class ModelHolder:
     """The model one worker serves, swapped whole; the workers agree through the pointer."""
 
     def __init__(
-        self, model: LoadedModel, pointer: Path, store: Any, production: Production
+        self,
+        model: LoadedModel,
+        pointer: Path,
+        store: Any,
+        production: Production,
+        challenger: Production | None = None,
+        shadow: Shadow = NO_SHADOW,
     ) -> None:
         """Hold ``model``.
 
@@ -137,10 +212,14 @@ class ModelHolder:
             pointer: The pointer file every worker of this server polls.
             store: The BentoML ``ModelStore`` that tags resolve in.
             production: Where ``/reload`` and the registry poll find Production.
+            challenger: Where they find the shadow; None: shadow scoring is off.
+            shadow: The shadow scored beside ``model`` until a reload.
         """
         self.pointer = pointer
         self.store = store
         self.production = production
+        self.challenger = challenger
+        self._shadow = shadow
         self.reload_error: str | None = None
         self.registry_error: str | None = None
         self._model = model
@@ -154,6 +233,11 @@ class ModelHolder:
     @property
     def model(self) -> LoadedModel:
         return self._model
+
+    @property
+    def shadow(self) -> LoadedModel | None:
+        """The model scored beside Production, if any."""
+        return self._shadow.model
 
     @property
     def source(self) -> str:
@@ -173,7 +257,8 @@ class ModelHolder:
         try:
             with self._lock, pointer_lock(self.pointer):
                 current = swap_in_candidate(self.production.resolve, self.store, self._swap)
-                write_pointer(self.pointer, current)
+                self._shadow = choose_shadow(self.challenger, self.store, current, self._shadow)
+                write_pointer(self.pointer, current, self._shadow)
         except ModelRejected as exc:
             self._last_invalid = isinstance(exc, InvalidCandidate)
             logger.error("reload rejected, still serving %s: %s", previous.tag, exc)
@@ -183,6 +268,7 @@ class ModelHolder:
                 model_version=previous.metadata.version,
                 source=self.source,
                 error=str(exc),
+                shadow=self.shadow_info(),
             )
         self.reload_error = None
         self._pointer_mtime = None  # our own write: let follow_pointer confirm it
@@ -192,6 +278,7 @@ class ModelHolder:
             model_version=current.metadata.version,
             previous_tag=previous.tag,
             source=self.source,
+            shadow=self.shadow_info(),
         )
 
     def follow_pointer(self) -> None:
@@ -212,21 +299,25 @@ class ModelHolder:
             with self._lock:
                 if pointer is not None:
                     self._swap(pointer.tag)
+                    if self.challenger is not None:
+                        self._shadow = shadow_from_pointer(pointer, self.store, self._shadow)
             self.reload_error = None
         except Exception as exc:  # a bad pointer must never stop the follower
             self.reload_error = f"pointer {self.pointer}: {type(exc).__name__}: {exc}"
             logger.error("keeping %s: %s", self._model.tag, self.reload_error)
 
     def follow_registry(self) -> None:
-        """Reload when the registry's alias names another version than the one served.
+        """Reload when the registry's alias names another version than the one served, or the
+        challenger alias another than the shadow resolved last.
 
         Never raises: an unreachable registry is logged once per distinct error and shown in
-        ``/health``; a version that failed to load is not retried until the alias moves.
+        ``/health``; a version that failed to load is not retried until its alias moves.
         """
         if self.production.alias_version is None:
             return
         try:
             version = self.production.alias_version()
+            challenger = self._challenger_version()
         except Exception as exc:  # the registry down, the alias gone ...
             error = f"{self.source}: {type(exc).__name__}: {exc}"
             if error != self.registry_error:
@@ -234,11 +325,40 @@ class ModelHolder:
             self.registry_error = error
             return
         self.registry_error = None
-        if version == self._model.metadata.version or version in self._rejected:
+        moved = version != self._model.metadata.version and version not in self._rejected
+        if moved:
+            logger.info("%s now names v%s: reloading", self.source, version)
+        elif self.challenger is not None and challenger != self._shadow.version:
+            logger.info("%s now names v%s: reloading", self.challenger.source, challenger)
+        else:
             return
-        logger.info("%s now names v%s: reloading", self.source, version)
-        if self.reload_latest().error and self._last_invalid:
+        if self.reload_latest().error and self._last_invalid and moved:
             self._rejected.add(version)
+
+    def _challenger_version(self) -> str | None:
+        if self.challenger is None or self.challenger.alias_version is None:
+            return None
+        try:
+            return self.challenger.alias_version()
+        except Absent:
+            return None
+
+    def shadow_info(self) -> ShadowInfo:
+        """The shadow's state, as ``/health`` and ``/model_info`` show it."""
+        shadow = self._shadow
+        source = self.challenger.shown(self.challenger.source) if self.challenger else None
+        if shadow.model is None:
+            dropped = shadow.note
+            if dropped is not None and self.challenger is not None:
+                dropped = self.challenger.shown(dropped)
+            return ShadowInfo(loaded=False, version=shadow.version, source=source, dropped=dropped)
+        return ShadowInfo(
+            loaded=True,
+            version=shadow.model.version,
+            tag=shadow.model.tag,
+            loaded_at=shadow.model.loaded_at,
+            source=source,
+        )
 
     def health(self) -> Health:
         model = self._model
@@ -251,10 +371,17 @@ class ModelHolder:
             worker_pid=os.getpid(),
             reload_error=self.reload_error,
             registry_error=self.registry_error,
+            shadow=self.shadow_info(),
         )
 
     def info(self) -> ModelInfo:
-        return ModelInfo(model_tag=self._model.tag, metadata=self._model.metadata)
+        shadow = self._shadow.model
+        return ModelInfo(
+            model_tag=self._model.tag,
+            metadata=self._model.metadata,
+            shadow=self.shadow_info(),
+            shadow_metadata=shadow.metadata if shadow else None,
+        )
 
 
 def swap_in_candidate(
@@ -278,6 +405,73 @@ def swap_in_candidate(
                 store.delete(candidate.tag)
             logger.error("deleted rejected candidate %s from the store", candidate.tag)
         raise InvalidCandidate(str(exc)) from exc
+
+
+def choose_shadow(
+    challenger: Production | None, store: Any, production: LoadedModel, current: Shadow = NO_SHADOW
+) -> Shadow:
+    """Resolve the challenger and load it to score beside ``production``; never raises.
+
+    ``current`` is kept when the challenger is the model it holds. One that cannot be found,
+    loaded or smoke-tested is dropped with one log line, and a copy imported for it is deleted.
+    """
+    if challenger is None:
+        return NO_SHADOW
+    # Asked first, so that Production's own version is not even imported a second time.
+    try:
+        named = challenger.alias_version() if challenger.alias_version else None
+    except Absent:
+        return NO_SHADOW
+    except Exception:  # the registry down ...: resolving it says so
+        named = None
+    if named is not None and named == production.version:
+        return Shadow(version=named, note=same_as_production(named))
+    try:
+        candidate = challenger.resolve()
+    except Absent:
+        return NO_SHADOW
+    except ModelRejected as exc:
+        logger.error("shadow dropped, Production %s unaffected: %s", production.tag, exc)
+        return Shadow(note=f"dropped: {exc}")
+    if candidate.version is not None and candidate.version == production.version:
+        return Shadow(version=candidate.version, note=same_as_production(candidate.version))
+    if current.model is not None and current.model.tag == candidate.tag:
+        return current
+    try:
+        model = load_stored(store, candidate.tag)
+    except ModelRejected as exc:
+        if candidate.imported:  # not left for the next resolve to find
+            with contextlib.suppress(Exception):
+                store.delete(candidate.tag)
+        logger.error(
+            "shadow %s dropped, Production %s unaffected: %s", candidate.tag, production.tag, exc
+        )
+        return Shadow(version=candidate.version, note=f"dropped: {exc}")
+    if model.version == production.version:
+        return Shadow(version=model.version, note=same_as_production(model.version))
+    logger.info("shadowing %s with %s (v%s)", production.tag, model.tag, model.version)
+    return Shadow(model, model.version)
+
+
+def same_as_production(version: str) -> str:
+    return f"v{version} is Production's own version: not loaded twice"
+
+
+def shadow_from_pointer(named: Pointer, store: Any, current: Shadow = NO_SHADOW) -> Shadow:
+    """The shadow the pointer names (already validated where it was resolved); a shadow this
+    worker cannot load is dropped with one log line, Production unaffected."""
+    if named.shadow_tag is None:
+        return Shadow(version=named.shadow_version, note=named.shadow_note)
+    if current.model is not None and current.model.tag == named.shadow_tag:
+        return current
+    try:
+        model = load_stored(store, named.shadow_tag)
+    except ModelRejected as exc:
+        logger.error(
+            "shadow %s dropped, Production %s unaffected: %s", named.shadow_tag, named.tag, exc
+        )
+        return Shadow(version=named.shadow_version, note=f"dropped: {exc}")
+    return Shadow(model, model.version)
 
 
 def load_stored(store: Any, tag: str) -> LoadedModel:
@@ -310,25 +504,65 @@ def production_source(settings: Settings, store: Any) -> Production:
     uri = settings.mlflow_tracking_uri
     if not uri:
         return Production(lambda: Candidate(MODEL_TAG), f"BentoML store {MODEL_TAG}")
-    name, alias = settings.model_name, settings.production_alias
+    return registry_source(uri, settings.model_name, settings.production_alias, BENTO_MODEL, store)
+
+
+def challenger_source(settings: Settings, store: Any) -> Production | None:
+    """Where this server finds the shadow; None when shadow scoring is off.
+
+    With ``MLFLOW_TRACKING_URI``: the registry's ``<model>@<challenger alias>``, imported into
+    ``store`` as ``titanic_shadow`` (never ``titanic``, whose latest is Production without a
+    registry). Without: the store's ``titanic_shadow:latest`` (``python -m training
+    import-model --alias challenger`` puts one there).
+    """
+    if not settings.shadow_scoring or not settings.challenger_alias:
+        return None
+    uri = settings.mlflow_tracking_uri
+    if uri:
+        name, alias = settings.model_name, settings.challenger_alias
+        return registry_source(uri, name, alias, SHADOW_BENTO_MODEL, store)
+
+    def latest() -> Candidate:
+        try:
+            stored = store.get(SHADOW_TAG)
+        except Exception as exc:  # bentoml.exceptions.NotFound: no shadow in the store
+            raise Absent(f"{SHADOW_TAG}: {type(exc).__name__}: {exc}") from exc
+        return Candidate(str(stored.tag), version=stored.info.labels.get("registry_version"))
+
+    return Production(latest, f"BentoML store {SHADOW_TAG}")
+
+
+def registry_source(uri: str, name: str, alias: str, bento_name: str, store: Any) -> Production:
+    """``models:/<name>@<alias>`` from the registry at ``uri``, imported into ``store`` as
+    ``bento_name`` once per registry version."""
     source = f"models:/{name}@{alias} at {without_credentials(uri)}"
     # Import MLflow now, while the worker starts, not in the middle of traffic: BentoML's batcher
     # checks each batch against lazily named types (pandas.core.frame.DataFrame), which fails
     # with a 500 while a reload thread has pandas half-imported.
     import mlflow.artifacts  # noqa: F401
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     def imported() -> Candidate:
         try:
-            model, created = import_production(uri, name, alias, store=store)
-        except Exception as exc:  # the registry down, no alias, a missing artifact ...
+            model, created = import_production(uri, name, alias, bento_name, store=store)
+        except NoProductionModel as exc:
+            raise Absent(f"{source}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # the registry down, a missing artifact ...
             raise ModelRejected(f"{source}: {type(exc).__name__}: {exc}") from exc
-        return Candidate(str(model.tag), imported=created)
+        return Candidate(str(model.tag), created, model.info.labels.get("registry_version"))
 
     def alias_version() -> str:
-        return str(MlflowClient(tracking_uri=uri).get_model_version_by_alias(name, alias).version)
+        client = MlflowClient(tracking_uri=uri)
+        try:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND:
+                raise Absent(f"no {name}@{alias}") from exc
+            raise
 
-    return Production(imported, source, alias_version)
+    public = f"models:/{name}@{alias} at {public_uri(uri)}"
+    return Production(imported, source, alias_version, public)
 
 
 def marker_path(settings: Settings, arbiter: psutil.Process | None = None) -> Path:
@@ -405,15 +639,25 @@ def pointer_lock(pointer: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def startup_model(stored: Any, pointer: Path, store: Any, production: Production) -> LoadedModel:
-    """The model a starting worker serves: the pointer's, else Production, else the Bento's.
+def startup_model(
+    stored: Any,
+    pointer: Path,
+    store: Any,
+    production: Production,
+    challenger: Production | None = None,
+) -> Serving:
+    """What a starting worker serves: the pointer's models, else Production (and the challenger
+    resolved now), else the Bento's own model.
 
     Falling back never goes to an unvalidated candidate: the pointer names only models that
     passed their smoke test, and a Production candidate that fails it is deleted again.
     """
     try:
         if (named := read_pointer(pointer)) is not None:
-            return load_stored(store, named.tag)
+            model = load_stored(store, named.tag)
+            if challenger is None:
+                return Serving(model, NO_SHADOW)
+            return Serving(model, shadow_from_pointer(named, store))
     except (InvalidPointer, ModelRejected, OSError) as exc:
         logger.error("pointer %s unusable, resolving Production instead: %s", pointer, exc)
     if production.alias_version is not None:
@@ -428,9 +672,11 @@ def startup_model(stored: Any, pointer: Path, store: Any, production: Production
                 stored.tag,
             )
         else:
-            write_pointer(pointer, model)
-            return model
-    return load_model(stored.path, str(stored.tag))
+            shadow = choose_shadow(challenger, store, model)
+            write_pointer(pointer, model, shadow)
+            return Serving(model, shadow)
+    model = load_model(stored.path, str(stored.tag))
+    return Serving(model, choose_shadow(challenger, store, model))
 
 
 def open_holder(stored: Any, settings: Settings) -> ModelHolder:
@@ -441,9 +687,10 @@ def open_holder(stored: Any, settings: Settings) -> ModelHolder:
     """
     pointer, store = marker_path(settings), open_store(settings.model_store)
     production = production_source(settings, store)
+    challenger = challenger_source(settings, store)
     with pointer_lock(pointer):
-        model = startup_model(stored, pointer, store, production)
-    return ModelHolder(model, pointer, store, production)
+        model, shadow = startup_model(stored, pointer, store, production, challenger)
+    return ModelHolder(model, pointer, store, production, challenger, shadow)
 
 
 async def follow_reloads(
@@ -475,12 +722,16 @@ def read_pointer(pointer: Path) -> Pointer | None:
         raise InvalidPointer(f"{pointer}: not a model pointer: {exc.errors()[0]['msg']}") from exc
 
 
-def write_pointer(pointer: Path, model: LoadedModel) -> None:
-    """Atomically name ``model`` (already loaded and smoke-tested) for every worker."""
+def write_pointer(pointer: Path, model: LoadedModel, shadow: Shadow = NO_SHADOW) -> None:
+    """Atomically name ``model`` and its shadow (both loaded and smoke-tested) for every
+    worker."""
     body = Pointer(
         tag=model.tag,
         version=model.metadata.version,
         written_at=datetime.now(UTC).isoformat(),
+        shadow_tag=shadow.model.tag if shadow.model else None,
+        shadow_version=shadow.version,
+        shadow_note=shadow.note,
     ).model_dump_json()
     write_atomically(pointer, body)
 

@@ -29,6 +29,10 @@ from lifeboat.settings import proxy_artifact_downloads
 
 log = logging.getLogger(__name__)
 
+# The challenger's copies in the store: a model name of its own, so that importing one never
+# makes it titanic:latest, which is Production without a registry and what a Bento is built with.
+SHADOW_BENTO_MODEL = f"{BENTO_MODEL}_shadow"
+
 # What MLflow answers for an unknown model (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_
 # VALUE, from the SQL store and the REST server alike).
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")

@@ -35,11 +35,14 @@ from tests.serving.harness import store_with
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 
-def add_model(store, source: Path, version: str, onnx: bytes | None = None) -> str:
-    """A new titanic model in ``store``: ``source``'s files, another version, maybe a bad graph."""
+def add_model(
+    store, source: Path, version: str, onnx: bytes | None = None, name: str = "titanic"
+) -> str:
+    """A new model ``name`` in ``store``: ``source``'s files, another version, maybe a bad
+    graph."""
     metadata = json.loads((source / "metadata.json").read_text())
     with bentoml.models.create(
-        "titanic", labels={"registry_version": version}, _model_store=store
+        name, labels={"registry_version": version}, _model_store=store
     ) as model:
         target = Path(model.path)
         shutil.copy(source / "reference.csv", target / "reference.csv")
@@ -183,9 +186,9 @@ def test_a_worker_starts_on_production_else_loudly_on_the_bentos_own_model(
         raise ModelRejected("models:/titanic@production: ConnectionError: registry down")
 
     down = Production(unreachable, "a stand-in registry", lambda: "12")
-    assert startup_model(baked, pointer, store, down).tag == str(baked.tag)
+    assert startup_model(baked, pointer, store, down).model.tag == str(baked.tag)
     assert "serving the Bento's own model" in caplog.text and not pointer.exists()
 
     up = Production(lambda: Candidate(promoted), "a stand-in registry", lambda: "12")
-    assert startup_model(baked, pointer, store, up).tag == promoted
+    assert startup_model(baked, pointer, store, up).model.tag == promoted
     assert read_pointer(pointer).tag == promoted  # the other workers start on it too

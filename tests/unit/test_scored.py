@@ -53,11 +53,11 @@ class _Answers:
         return self.probabilities
 
 
-def _model(probabilities: list[float]) -> LoadedModel:
+def _model(probabilities: list[float], version: str = "7") -> LoadedModel:
     metadata = ModelMetadata(
-        version="7", run_id="r", dataset_sha256="0", heldout_auc=0.9, trained_at="t"
+        version=version, run_id="r", dataset_sha256="0", heldout_auc=0.9, trained_at="t"
     )
-    return LoadedModel("titanic:test", metadata, _Answers(probabilities), "now")  # type: ignore[arg-type]
+    return LoadedModel(f"titanic:v{version}", metadata, _Answers(probabilities), "now")  # type: ignore[arg-type]
 
 
 def _passenger() -> object:
@@ -74,3 +74,55 @@ def test_classes_follow_the_threshold_as_plain_ints():
 def test_an_answer_that_is_not_a_probability_is_an_error_not_a_body(bad):
     with pytest.raises(ValueError, match="outside"):
         predict(_model([0.3, bad]), [_passenger()] * 2, ["a", "b"])
+
+
+def test_a_shadow_scores_the_same_passengers_into_the_records_not_the_bodies():
+    production, shadow = _model([0.2, 0.8]), _model([0.6, 0.4], version="9")
+    alone = predict(production, [_passenger()] * 2, ["a", "b"])
+    shadowed = predict(production, [_passenger()] * 2, ["a", "b"], shadow)
+    assert shadowed.rows() == alone.rows()  # what clients are answered does not change
+    assert (shadowed.shadow_version, shadowed.shadow_probability) == ("9", [0.6, 0.4])
+    assert shadowed.shadow_columns() == (["9", "9"], [0.6, 0.4])
+    assert shadowed.take(1, 2).shadow_columns() == (["9"], [0.4])
+    assert alone.shadow_columns() == ([None, None], [None, None])
+    assert alone.take(0, 1).shadow_columns() == ([None], [None])
+
+
+@pytest.mark.parametrize("answers", [[0.5, float("nan")], [0.5, 2.0], [0.5]])
+def test_a_failing_shadow_leaves_nulls_and_the_prediction_stands(answers):
+    production = _model([0.2, 0.8])
+    scored = predict(production, [_passenger()] * 2, ["a", "b"], _model(answers, version="9"))
+    assert scored.probability == [0.2, 0.8] and scored.model_version == "7"
+    assert scored.shadow_columns() == ([None, None], [None, None])
+    assert scored.shadow_error and "titanic:v9" in scored.shadow_error
+
+
+def test_a_shadow_that_raises_is_caught_too():
+    class Broken:
+        def predict_proba(self, columns: object) -> np.ndarray:
+            raise RuntimeError("onnxruntime fell over")
+
+    broken = LoadedModel("titanic_shadow:x", _model([]).metadata, Broken(), "now")  # type: ignore[arg-type]
+    scored = predict(_model([0.3]), [_passenger()], ["a"], broken)
+    assert scored.probability == [0.3]
+    assert scored.shadow_error == "titanic_shadow:x: RuntimeError: onnxruntime fell over"
+    assert scored.shadow_columns() == ([None], [None])
+
+
+def test_a_failed_shadow_batch_is_counted_and_said_once_a_minute(caplog):
+    from prometheus_client import REGISTRY
+
+    from lifeboat.serving.predicting import _counted
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("lifeboat_shadow_failures_total") or 0.0
+
+    broken = predict(_model([0.3]), [_passenger()], ["a"], _model([2.0], version="9"))
+    before = failures()
+    with caplog.at_level("WARNING", logger="bentoml.lifeboat.monitoring"):
+        for _ in range(3):
+            assert _counted(broken) is broken
+        assert _counted(predict(_model([0.3]), [_passenger()], ["a"])).shadow_error is None
+    assert failures() - before == 3
+    said = [r.getMessage() for r in caplog.records if "lifeboat_shadow_failures" in r.getMessage()]
+    assert len(said) <= 1 and all("titanic:v9" in line for line in said)
