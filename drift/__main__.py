@@ -208,7 +208,7 @@ def shadow_evidence(
     """Production vs the shadow on the same logged traffic: agreement, probability shift, and
     AUC and accuracy with bootstrap intervals on rows with feedback labels.
 
-    Exit 0 no shadow judged worse (also: no shadow in the logs), 3 a shadow (or --version) judged
+    Exit 0 no shadow judged worse (also: no shadow in the logs), 4 a shadow (or --version) judged
     worse than the Production it served beside, 2 a usage or data error (no logs).
     """
     setup_logging(verbose)

@@ -280,3 +280,70 @@ def test_no_challenger_no_shadow_and_null_columns(shadow_server, registry, home)
     prediction = httpx.post(f"{shadow_server.url}/predict_titanic", json=PASSENGERS[1], timeout=30)
     (record,) = records_of(shadow_server, home, prediction, 1)
     assert (record[SHADOW_VERSION], record[SHADOW_PROBABILITY]) == (None, None)
+
+
+def flipped_version(registry: Registry, home: Path) -> str:
+    """A version whose graph swaps the two class probabilities: P(survived) becomes 1 - p, a
+    deliberately worse model (AUC 1 - Production's)."""
+    import onnx
+    from onnx import helper
+
+    folder = home / "flipped"
+    (folder / "artifacts").mkdir(parents=True)
+    for file in ("metadata.json", "reference.csv"):
+        shutil.copy(registry.model_dir / file, folder / "artifacts" / file)
+    graph = onnx.load(registry.model_dir / "model.onnx")
+    for node in graph.graph.node:
+        node.output[:] = ["unflipped" if o == "probability" else o for o in node.output]
+    order = helper.make_tensor("swap", onnx.TensorProto.INT64, [2], [1, 0])
+    graph.graph.initializer.append(order)
+    graph.graph.node.append(
+        helper.make_node("Gather", ["unflipped", "swap"], ["probability"], axis=1)
+    )
+    onnx.checker.check_model(graph)
+    onnx.save(graph, folder / "artifacts" / "model.onnx")
+    made = registry.client.create_model_version(
+        registry.name, source=folder.as_uri(), run_id=registry.run_id
+    )
+    return str(made.version)
+
+
+def test_a_worse_shadow_is_recognised_on_live_labels_and_its_promotion_refused(
+    shadow_server, registry, home
+):
+    import subprocess
+    import sys
+
+    from loadtest.passengers import load
+    from tests.serving.harness import predict_then_report
+
+    worse = flipped_version(registry, home)
+    registry.challenge(worse)
+    assert reload(shadow_server)["shadow"]["version"] == worse
+    shadows(shadow_server, {"loaded": True, "version": worse})
+    passengers = list(load(labelled=True))[:400]
+    predict_then_report(shadow_server.url, passengers, ADMIN_TOKEN)
+
+    env = server_env(
+        MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
+        LIFEBOAT_HOME=str(home),
+        LIFEBOAT_MONITORING_DIR=str(home / "monitoring"),
+        BENTOML_HOME=str(home / "bentoml"),
+    )
+    out = home / "shadow.json"
+    judged = subprocess.run(
+        [sys.executable, "-m", "drift", "shadow", "--version", worse, "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert judged.returncode == 4, judged.stdout + judged.stderr
+    (comparison,) = json.loads(out.read_text())["comparisons"]
+    assert comparison["verdict"] == "worse", comparison
+    assert comparison["production_version"] == registry.production
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "drift", "promote", worse, "--no-reload", "--no-build"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    production = registry.client.get_model_version_by_alias(registry.name, "production")
+    assert str(production.version) == registry.production
