@@ -32,7 +32,6 @@ def test_bento_builds_small_and_serves(serving_home, tmp_path):
     home = store_with(serving_home.model_path, tmp_path / "bentoml")
     env = server_env(
         BENTOML_HOME=str(home),
-        UV_CONSTRAINT=str(ROOT / "constraints.txt"),  # BentoML locks in a temp folder
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     built = subprocess.run(
