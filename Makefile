@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# uv at uv.lock's version, installed by pip into a folder of its own (tools/bootstrap_uv.py).
+UV := .tools/uv/bin/uv
 
 .DEFAULT_GOAL := help
 PORT ?= 3000
-# `bentoml build` locks the Bento's requirements with uv: make it resolve to the project's pins.
-export UV_CONSTRAINT := $(CURDIR)/constraints.txt
 BENTOML := $(VENV)/bin/bentoml
 
 HOST ?= http://127.0.0.1:$(PORT)
@@ -25,8 +25,9 @@ AIRFLOW_VENV := .airflow-venv
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 AIRFLOW_PORT ?= 8080
 
-.PHONY: help java install run train train-quick import-model build serve score leaderboard test \
-	loadtest bench shadow-bench drift-report drift-retrain drift-bench lint format clean images bento-image \
+.PHONY: help java install lock run train train-quick import-model build serve score leaderboard \
+	test loadtest bench shadow-bench drift-report drift-retrain drift-bench lint format clean \
+	images bento-image \
 	test-stack stack-bench airflow-venv airflow
 
 help: ## Show this help
@@ -35,13 +36,17 @@ help: ## Show this help
 java: ## Stop at once, with install instructions, when Java 17+ is missing
 	@$(PYTHON) training/java.py
 
-$(STAMP): pyproject.toml constraints.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+$(UV): uv.lock
+	$(PYTHON) tools/bootstrap_uv.py .tools/uv
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --python $(PYTHON)
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the pinned dependencies (constraints.txt)
+install: $(STAMP) ## Create .venv with exactly uv.lock's packages (uv sync --locked), the project editable
+
+lock: $(UV) ## After editing pyproject's dependencies: uv lock, then export requirements/ from it
+	$(UV) lock && UV=$(UV) requirements/export.sh
 
 run: java install ## The main job: train (if no Production model yet), build, serve on PORT=3000
 	$(PY) -m training train --skip-if-production
@@ -58,7 +63,7 @@ import-model: install ## Import models:/titanic@production into the BentoML stor
 	$(PY) -m training import-model
 
 build: import-model ## Import the Production model and build the Bento titanic_survival
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) build
+	$(BENTOML) build
 
 serve: install ## Serve the latest built Bento on PORT (default 3000); prediction logs in monitoring/
 	LIFEBOAT_ENV_FILE=$(CURDIR)/.env LIFEBOAT_MONITORING_DIR=$${LIFEBOAT_MONITORING_DIR:-$(CURDIR)/monitoring} PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(BENTOML) serve titanic_survival:latest --port $(PORT)
@@ -113,8 +118,8 @@ airflow-venv: $(AIRFLOW_STAMP) ## Create Airflow's own venv .airflow-venv (pinne
 airflow: java install airflow-venv ## Airflow standalone on SQLite in AIRFLOW_HOME (.airflow) with dags/; UI on AIRFLOW_PORT=8080
 	dags/standalone.sh $(AIRFLOW_VENV) $(PY) $(AIRFLOW_PORT)
 
-lint: install ## ruff lint and format check
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+lint: install ## ruff lint and format check, mypy (pyproject's [tool.mypy])
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 format: install ## ruff format and fix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -41,7 +41,7 @@ if [[ "${1:-}" == --no-bento ]]; then
 elif "$bentoml" models get titanic:latest >/dev/null 2>&1; then
   # BentoML's generated Dockerfile, built by Docker's classic builder: BuildKit through this
   # Docker CLI needs the buildx plugin, which not every Docker install has.
-  PATH="$PWD/.venv/bin:$PATH" UV_CONSTRAINT="$PWD/constraints.txt" "$bentoml" build >/dev/null
+  "$bentoml" build >/dev/null
   DOCKER_BUILDKIT=0 "$bentoml" containerize titanic_survival:latest \
     -t "titanic_survival:${BENTO_TAG:-latest}" >/dev/null
   echo "[images] Bento image: titanic_survival:${BENTO_TAG:-latest}" >&2

@@ -146,9 +146,7 @@ def bento_build() -> str:
     from lifeboat.settings import PROJECT_ROOT
 
     bentoml_cli = Path(sys.executable).with_name("bentoml")
-    # As `make build`: BentoML locks the Bento's requirements with uv in a temp folder, so the
-    # constraints file must be named by absolute path to give the project's pins.
-    env = {"UV_CONSTRAINT": str(PROJECT_ROOT / "constraints.txt"), **os.environ}
+    env = dict(os.environ)
     env["PATH"] = f"{bentoml_cli.parent}{os.pathsep}{env.get('PATH', '')}"
     done = subprocess.run(
         [str(bentoml_cli), "build", str(PROJECT_ROOT)],

@@ -103,7 +103,7 @@ def _annotation(col: Column) -> Any:
     # Integer choices stay plain (strict) ints bounded by _field: Literal[1, 2, 3] would accept
     # True, which equals 1 in Python.
     if col.choices is not None and col.kind != "int":
-        base: Any = Literal[col.choices]  # type: ignore[valid-type]
+        base: Any = Literal[col.choices]
     else:
         base = {"int": int, "float": float, "category": str, "text": str}[col.kind]
     return base if col.required else base | None

@@ -60,7 +60,7 @@ class PredictTitanicRequest(BaseModel):
 
 
 PassengerList = Annotated[
-    list[Passenger],  # type: ignore[valid-type]
+    list[Passenger],
     Field(min_length=1, max_length=MAX_BATCH_PASSENGERS),
 ]
 _PASSENGER_LIST: TypeAdapter[list[Any]] = TypeAdapter(PassengerList)

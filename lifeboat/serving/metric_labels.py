@@ -105,4 +105,4 @@ class _RealPath:
 
 def label_by_route() -> None:
     """Have BentoML build :class:`RouteLabelledMetrics` into the apps it builds from now on."""
-    instruments.RunnerTrafficMetricsMiddleware = RouteLabelledMetrics  # type: ignore[misc]
+    instruments.RunnerTrafficMetricsMiddleware = RouteLabelledMetrics  # type: ignore[assignment,misc]

@@ -135,8 +135,9 @@ class BlockMonitor(DefaultMonitor):
         schema = logging.handlers.RotatingFileHandler(folder / "schema" / f"schema.{worker}.log")
         schema.setFormatter(JsonFormatter("()", validate=False))
         schema.handleError = _schema_not_written  # type: ignore[method-assign]
-        self.data_logger = _own_logger(f"bentoml_monitor_data.{self.name}", data)
-        self.schema_logger = _own_logger(f"bentoml_monitor_schema.{self.name}", schema)
+        # BentoML's DefaultMonitor sets both to None in __init__, so they are typed as None.
+        self.data_logger = _own_logger(f"bentoml_monitor_data.{self.name}", data)  # type: ignore[assignment]
+        self.schema_logger = _own_logger(f"bentoml_monitor_schema.{self.name}", schema)  # type: ignore[assignment]
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
         """Append a column's values for every passenger of the block."""
@@ -195,7 +196,8 @@ def stream(name: str, strict: bool = False) -> Any:
     options = {"monitor_options": {"log_path": str(log_dir)}} if log_dir else {}
     monitor_class = StrictBlockMonitor if strict else BlockMonitor
     try:
-        with bentoml.monitor(name, monitor_class=monitor_class, **options) as mon:
+        # BentoML's overloads type monitor_class as an instance; it takes the class.
+        with bentoml.monitor(name, monitor_class=monitor_class, **options) as mon:  # type: ignore[call-overload]
             yield mon
     finally:
         # bentoml.monitor leaves a failed record's buffers in the context, and the next record

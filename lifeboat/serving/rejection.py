@@ -17,11 +17,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from lifeboat.passenger import COLUMN_NAMES
+
+if TYPE_CHECKING:
+    from pydantic_core import InitErrorDetails
 
 MAX_LISTED_ERRORS = 10
 # Up to this many keys pydantic's full report is cheap: count and list every problem rather than
@@ -62,15 +65,12 @@ def rejection(errors: list[Any], title: str, note: str | None = None) -> Rejecti
         notes.append(f"the first {len(listed)} listed")
     if notes:
         title = f"{title} ({'; '.join(notes)})"
-    details = [
-        {
-            "type": e["type"],
-            "loc": e["loc"],
-            "input": None,
-            **({"ctx": e["ctx"]} if "ctx" in e else {}),
-        }
-        for e in listed
-    ]
+    details: list[InitErrorDetails] = []
+    for e in listed:
+        detail: InitErrorDetails = {"type": e["type"], "loc": e["loc"], "input": None}
+        if "ctx" in e:
+            detail["ctx"] = e["ctx"]
+        details.append(detail)
     rejected = Rejection.from_exception_data(title, details, hide_input=True)
     rejected.total = len(errors)
     return rejected

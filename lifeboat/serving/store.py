@@ -43,7 +43,7 @@ class NoProductionModel(LookupError):
 
 
 def find_imported(
-    version: str, run_id: str, name: str = BENTO_MODEL, store: Any | None = None
+    version: str, run_id: str | None, name: str = BENTO_MODEL, store: Any | None = None
 ) -> Any | None:
     """The store's model already imported from this registry version and run, if any."""
     from bentoml.exceptions import NotFound
@@ -151,9 +151,12 @@ def import_production(
     return bentoml.models.get(model.tag, **using(store)), True
 
 
-def _download_card(client: Any, run_id: str, dst: Path, tracking_uri: str) -> list[Path]:
+def _download_card(client: Any, run_id: str | None, dst: Path, tracking_uri: str) -> list[Path]:
     """The model card files the training run logged, downloaded; none for older versions."""
     import mlflow
+
+    if run_id is None:  # a version registered from a path: no run, so no card
+        return []
 
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, CARD_ARTIFACTS)}
     if not logged:

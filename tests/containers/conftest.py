@@ -234,7 +234,6 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             "LIFEBOAT_MONITORING_DIR": str(home / "monitoring"),
             "LIFEBOAT_SERVICE_URL": f"http://127.0.0.1:{ports['BENTO_PORT']}",
             "LIFEBOAT_PUSHGATEWAY_URL": "",
-            "UV_CONSTRAINT": str(ROOT / "constraints.txt"),
             "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
         },
         ports=ports,

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -124,10 +125,12 @@ def env_example_names() -> dict[str, str]:
     return dict(pairs)
 
 
-def constraint(name: str) -> str:
-    match = re.search(rf"^{re.escape(name)}==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M)
-    assert match, f"{name} is not pinned in constraints.txt"
-    return match.group(1)
+def locked(name: str) -> str:
+    """The version uv.lock resolved for ``name``."""
+    packages = tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+    versions = [package["version"] for package in packages if package["name"] == name]
+    assert versions, f"{name} is not in uv.lock"
+    return versions[0]
 
 
 def in_repo(path: str | Path) -> Path:
@@ -326,12 +329,12 @@ def test_mlflow_server_uses_postgres_proxied_s3_and_admits_the_clients(services)
     assert "/health" in " ".join(services["mlflow"]["healthcheck"]["test"])
 
 
-def test_mlflow_image_pins_the_versions_of_constraints_txt():
+def test_mlflow_image_pins_the_versions_of_uv_lock():
     dockerfile = (ROOT / "docker" / "mlflow" / "Dockerfile").read_text()
     for package in ("mlflow", "psycopg2-binary", "boto3"):
         pinned = re.search(rf"\b{re.escape(package)}==(\S+)", dockerfile)
         assert pinned, f"{package} is not pinned in docker/mlflow/Dockerfile"
-        assert pinned.group(1) == constraint(package), package
+        assert pinned.group(1) == locked(package), package
 
 
 def test_bento_gets_its_token_and_monitoring_dir(services):
@@ -364,9 +367,9 @@ def test_locust_runs_the_repository_locustfile_against_the_gateway(services):
     master = services["locust"]["command"]
     assert master[master.index("--host") + 1] == "http://bento-gateway:3000"
     assert "--master" in master
-    assert services["locust"]["image"] == f"lifeboat-locust:{constraint('locust')}"
+    assert services["locust"]["image"] == f"lifeboat-locust:{locked('locust')}"
     dockerfile = (ROOT / "docker" / "locust" / "Dockerfile").read_text()
-    assert f"FROM locustio/locust:{constraint('locust')}" in dockerfile
+    assert f"FROM locustio/locust:{locked('locust')}" in dockerfile
 
 
 def test_the_locustfile_exists():

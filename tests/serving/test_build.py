@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +28,15 @@ def requirement_names(text: str) -> set[str]:
     }
 
 
+def pins(text: str) -> set[tuple[str, str]]:
+    return set(re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", text, re.M))
+
+
 def test_bento_builds_small_and_serves(serving_home, tmp_path):
     # A store of its own with only the imported production model: what `make build` would see.
     home = store_with(serving_home.model_path, tmp_path / "bentoml")
     env = server_env(
         BENTOML_HOME=str(home),
-        UV_CONSTRAINT=str(ROOT / "constraints.txt"),  # BentoML locks in a temp folder
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     built = subprocess.run(
@@ -50,7 +54,10 @@ def test_bento_builds_small_and_serves(serving_home, tmp_path):
     bento = home / "bentos" / name / version
 
     assert (bento / "env" / "docker" / "Dockerfile").is_file()
-    packages = requirement_names((bento / "env" / "python" / "requirements.txt").read_text())
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
+    packages = requirement_names(requirements)
+    # The project's own resolution: uv.lock's export, as is (BentoML repeats its own pin).
+    assert pins(requirements) == pins((ROOT / "requirements" / "bento.txt").read_text())
     assert {"bentoml", "onnxruntime", "mlflow-skinny", "pydantic-settings"} <= packages
     assert not NOT_IN_THE_BENTO & packages
     sources = {p.relative_to(bento / "src").parts[0] for p in (bento / "src").rglob("*.py")}
