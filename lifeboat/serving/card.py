@@ -47,4 +47,4 @@ def card_response(model_dir: str | Path, version: str, request: Request) -> Resp
 def serving_card(holder: ModelHolder, request: Request) -> Response:
     """``GET /model_card``: the card of the model this worker serves."""
     model = holder.model
-    return card_response(resolve(holder.store, model.tag).path, model.metadata.version, request)
+    return card_response(resolve(holder.store, model.tag).path, model.version, request)
