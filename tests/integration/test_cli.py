@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lifeboat.scoring import OnnxScorer
-from tests.conftest import DATA, ROOT
+from tests.harness import DATA, ROOT
 from training.__main__ import app
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]

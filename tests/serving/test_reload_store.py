@@ -30,7 +30,7 @@ from lifeboat.reloading import (
 )
 from lifeboat.serving import ModelRejected
 from lifeboat.settings import Settings
-from tests.serving.harness import store_with
+from tests.harness import store_with
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -8,7 +8,7 @@ import pytest
 from starlette.requests import Request
 
 from lifeboat import card
-from tests.conftest import packages_imported_by
+from tests.harness import packages_imported_by
 from training import slices
 from training.model_card import Evidence, write_card
 
