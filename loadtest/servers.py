@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,60 +49,136 @@ class Target:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-class Server:
+def answers(url: str, timeout: float = 1) -> bool:
+    """Whether ``url`` answers 200 now."""
+    # OSError: refused, reset, timed out, or an HTTP error status.
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status == 200
+    return False
+
+
+class ProcessGroup:
+    """A command in a process group of its own, logging to a file; stopping it stops every
+    process it started (BentoML's workers, Spark's executors, a server's children)."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: Mapping[str, str],
+        log_file: Path,
+        cwd: Path = PROJECT_ROOT,
+    ) -> None:
+        self.name, self.command, self.env, self.log_file, self.cwd = (
+            name,
+            command,
+            dict(env),
+            log_file,
+            cwd,
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessGroup:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopping it stops the workers
+            )
+        self.started = time.monotonic()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was never started"
+        return self.process.pid
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_file.read_text(errors="replace")[-chars:]
+
+    def wait_ready(self, url: str, timeout: float) -> float:
+        """Seconds from launch to the first 200 from ``url``.
+
+        Raises:
+            RuntimeError: The process exited or ``url`` did not answer in time; the message
+                ends with the tail of its log.
+        """
+        assert self.process is not None, f"{self.name} was never started"
+        while not answers(url):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode} before {url} answered "
+                    f"({self.log_file}):\n{self.log_tail()}"
+                )
+            if time.monotonic() - self.started > timeout:
+                raise RuntimeError(
+                    f"{self.name}: {url} did not answer 200 in {timeout:.0f} s "
+                    f"({self.log_file}):\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+        return time.monotonic() - self.started
+
+    def tree(self) -> list[psutil.Process]:
+        """The leader and its descendants alive now."""
+        root = psutil.Process(self.pid)
+        return [root, *root.children(recursive=True)]
+
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM to the group, up to ``grace`` seconds for the leader to exit, then SIGKILL to
+        whatever of the group is left (workers outlive a leader that exits first)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=grace)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def __enter__(self) -> ProcessGroup:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+
+class Server(ProcessGroup):
     """A target's server process group, from ``with`` to the end of the block."""
 
     def __init__(self, target: Target, env: dict[str, str], log_file: Path) -> None:
         self.target = target
         self.url = f"http://127.0.0.1:{free_port()}"
-        self.env = env
-        self.log_file = log_file
+        port = self.url.rsplit(":", 1)[1]
+        command = [part.replace("{port}", port) for part in target.command]
+        super().__init__(target.name, command, env, log_file)
 
     def __enter__(self) -> Server:
-        port = self.url.rsplit(":", 1)[1]
-        command = [part.replace("{port}", port) for part in self.target.command]
-        self.log = self.log_file.open("w")
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops the workers
-        )
+        self.log_file.write_text("")  # this run's log only
+        self.start()
         return self
 
-    def wait_ready(self) -> float:
-        """Seconds from launch to the first 200 on the ready path.
+    def wait_ready(self) -> float:  # type: ignore[override]
+        """Seconds from launch to the first 200 on the target's ready path.
 
         Raises:
             RuntimeError: The server exited or was not ready in time (its log says why).
         """
-        deadline = self.started + self.target.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.target.name} exited; see {self.log_file}")
-            with contextlib.suppress(OSError):
-                url = self.url + self.target.ready_path
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return time.monotonic() - self.started
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.target.name} not ready in {self.target.ready_timeout:.0f} s")
-
-    def _tree(self) -> list[psutil.Process]:
-        root = psutil.Process(self.process.pid)
-        return [root, *root.children(recursive=True)]
+        return super().wait_ready(self.url + self.target.ready_path, self.target.ready_timeout)
 
     def workers(self) -> list[psutil.Process]:
         found = []
-        for process in self._tree():
+        for process in self.tree():
             with contextlib.suppress(psutil.Error):
                 if self.target.is_worker(process):
                     found.append(process)
@@ -120,20 +196,10 @@ class Server:
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by the server's processes (those alive now)."""
         total = 0.0
-        for process in self._tree():
+        for process in self.tree():
             with contextlib.suppress(psutil.Error):
                 total += sum(process.cpu_times()[:2])
         return total
-
-    def __exit__(self, *_: Any) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):  # whatever outlived the leader
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.log.close()
 
 
 def private_home(home: Path, models: Path) -> Path:

@@ -1,33 +1,29 @@
-"""Shared fixtures: one Spark session, one temporary MLflow store per test session."""
+"""Shared fixtures, one per kind of thing the tests start, at session scope: a Spark session, a
+private home (MLflow store, BentoML store), one quick training run with its Production model
+imported into the store, and one ``bentoml serve`` of that model. Tests that mutate what they
+serve (reload, retrain, promote) start their own server through the same harness
+(``tests/harness.py``) on a private copy of that state.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import (
+    DATA,
+    ROOT,
+    SERVED_FEEDBACK_TOKEN,
+    packages_imported_by,
+    server_env,
+    serving,
+)
 
-
-def packages_imported_by(code: str, candidates: Iterable[str]) -> list[str]:
-    """Which of the top-level packages ``candidates`` a fresh interpreter holds after ``code``."""
-    wanted = json.dumps(sorted(candidates))
-    probe = (
-        f"{code}\nimport json, sys\n"
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({wanted}))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-DATA = ROOT / "data" / "titanic.csv"
+__all__ = ["DATA", "ROOT", "packages_imported_by"]  # for tests/containers, which imports them here
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +82,46 @@ def trained(spark, settings):
     from training.pipeline import TrainOptions, run
 
     return run(TrainOptions(data=DATA, quick=True), settings)
+
+
+@dataclass(frozen=True)
+class ProductionModel:
+    """The session's Production model in the session's BentoML store."""
+
+    tag: str  # name:version in the store
+    version: str  # the registry's version
+    path: Path  # its folder in the store
+
+
+@pytest.fixture(scope="session")
+def served_model(trained, settings) -> ProductionModel:
+    """The session's Production model imported into the session's BentoML store."""
+    import bentoml
+
+    from lifeboat.serving.store import import_production
+
+    imported, _ = import_production(settings.tracking_uri, settings.model_name)
+    model = bentoml.models.get(imported.tag)  # a new model's own .path is its build folder
+    return ProductionModel(str(model.tag), str(trained.version), Path(model.path))
+
+
+@pytest.fixture(scope="session")
+def served(served_model: ProductionModel, session_home: Path) -> Iterator[str]:
+    """``bentoml serve service:TitanicSurvival`` on a free 127.0.0.1 port, serving the
+    session's Production model from the session's BentoML store; yields its base URL.
+
+    Read-only: a test that reloads, retrains or promotes starts a server of its own.
+    """
+    from loadtest.servers import private_home
+
+    # A home of its own over the session's model store: `bentoml serve` empties its home's
+    # Prometheus folder on start, which would break /metrics of other servers sharing it.
+    home = private_home(session_home / "served-bentoml", served_model.path.parents[1])
+    env = server_env(
+        BENTOML_HOME=str(home),
+        LIFEBOAT_API_TOKEN="",  # open, whatever a developer's .env says
+        LIFEBOAT_FEEDBACK_TOKEN=SERVED_FEEDBACK_TOKEN,
+        LIFEBOAT_MONITORING_DIR=str(session_home / "monitoring"),
+    )
+    with serving("service:TitanicSurvival", env, ROOT, session_home / "serve.log") as server:
+        yield server.url

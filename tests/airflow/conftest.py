@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.drift.conftest import served_model  # noqa: F401  (the session's model in its store)
+from tests.harness import ROOT
 
 AIRFLOW_VENV = ROOT / ".airflow-venv"
 PROBE = Path(__file__).with_name("probe.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.airflow.conftest import probe
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.airflow
 DAGS = {

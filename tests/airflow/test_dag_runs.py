@@ -24,8 +24,7 @@ import requests
 
 from drift import traffic
 from tests.airflow.conftest import AIRFLOW_VENV, PROBE, airflow, probe
-from tests.conftest import ROOT
-from tests.serving.harness import predict_then_report, serving
+from tests.harness import ROOT, predict_then_report, private_env, serving
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.integration]
 TOKEN = "airflow-tests-admin-token"
@@ -48,25 +47,13 @@ def home(trained, served_model, settings, tmp_path_factory) -> Path:
         sqlite3.connect(home / "mlflow.db") as dst,
     ):
         src.backup(dst)  # a consistent copy; the versions' artifacts stay where they are
-    shutil.copytree(served_model["path"].parent, home / "bentoml" / "models" / "titanic")
+    shutil.copytree(served_model.path.parent, home / "bentoml" / "models" / "titanic")
     return home
 
 
 @pytest.fixture(scope="module")
 def env(home, airflow_env) -> dict[str, str]:
-    return {
-        **airflow_env,
-        "LIFEBOAT_HOME": str(home),
-        "BENTOML_HOME": str(home / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_TRACKING_URI": "",
-        "LIFEBOAT_ADMIN_TOKEN": TOKEN,
-        "LIFEBOAT_API_TOKEN": "",
-        "LIFEBOAT_MODEL_STORE": "",
-        "LIFEBOAT_MONITORING_DIR": str(home / "monitoring"),
-        "LIFEBOAT_RELOAD_MARKER": str(home / "reload-marker.json"),
-        "LIFEBOAT_RELOAD_POLL_SECONDS": "0.2",
-    }
+    return private_env(home, base=airflow_env, LIFEBOAT_ADMIN_TOKEN=TOKEN)
 
 
 @pytest.fixture(scope="module")

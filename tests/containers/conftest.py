@@ -26,8 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.serving.harness import free_port
+from tests.harness import ROOT, free_port
 
 COMPOSE = ROOT / ".venv" / "bin" / "docker-compose"
 OVERRIDE = Path(__file__).with_name("compose.moto.yml")

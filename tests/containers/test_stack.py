@@ -19,9 +19,8 @@ import pytest
 from mlflow import MlflowClient
 
 from drift import traffic
-from tests.conftest import ROOT
 from tests.containers.conftest import REPLICAS, S3_STAND_IN, Stack, stack_commit, wait_for
-from tests.serving.harness import predict_then_report
+from tests.harness import ROOT, predict_then_report
 
 # The first test also pays for the session's fixture: building every image from nothing takes
 # several minutes on 2 cores, more than the suite's default per-test limit allows for.

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from lifeboat.passenger import COLUMN_NAMES, COLUMNS, Passenger
-from tests.conftest import DATA, ROOT
+from tests.harness import DATA, ROOT
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Drift fixtures: the session's model in its BentoML store, and synthetic monitor logs."""
+"""Drift fixtures: synthetic monitor logs (the session's model in its store is ``served_model``,
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,6 @@ from drift.traffic import log_line
 from lifeboat.passenger import LABEL
 
 LogWriter = Callable[..., Path]
-
-
-@pytest.fixture(scope="session")
-def served_model(trained, settings) -> dict[str, Any]:
-    """The session's Production model imported into the session's BentoML store."""
-    import bentoml
-
-    from lifeboat.serving.store import import_production
-
-    imported, _ = import_production(settings.tracking_uri, settings.model_name)
-    model = bentoml.models.get(imported.tag)  # a new model's own .path is its build folder
-    return {"tag": str(model.tag), "version": str(trained.version), "path": Path(model.path)}
 
 
 @pytest.fixture

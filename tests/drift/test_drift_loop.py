@@ -7,24 +7,20 @@ versions' artifacts stay where the session wrote them; new runs write theirs the
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
 
 from drift import traffic
-from tests.conftest import ROOT
-from tests.serving.harness import predict_then_report
+from tests.harness import ROOT, Server, predict_then_report, private_env, serving
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 TOKEN = "drift-loop-admin-token"
@@ -36,52 +32,22 @@ FAST = ("--quick", "--folds", "2")  # one grid point per family, two folds: the 
 def home(trained, served_model, session_home, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("drift-loop")
     shutil.copy(session_home / "mlflow.db", home / "mlflow.db")
-    shutil.copytree(served_model["path"].parent, home / "bentoml" / "models" / "titanic")
+    shutil.copytree(served_model.path.parent, home / "bentoml" / "models" / "titanic")
     return home
 
 
 @pytest.fixture(scope="module")
 def env(home) -> dict[str, str]:
-    return {
-        **os.environ,
-        "LIFEBOAT_HOME": str(home),
-        "BENTOML_HOME": str(home / "bentoml"),
-        "MLFLOW_TRACKING_URI": "",
-        "LIFEBOAT_ADMIN_TOKEN": TOKEN,
-        "LIFEBOAT_API_TOKEN": "",
-        "LIFEBOAT_MODEL_STORE": "",
-        "LIFEBOAT_MONITORING_DIR": str(home / "monitoring"),
-        "LIFEBOAT_RELOAD_MARKER": str(home / "reload-marker.json"),
-        "LIFEBOAT_RELOAD_POLL_SECONDS": "0.2",
-    }
+    return private_env(home, LIFEBOAT_ADMIN_TOKEN=TOKEN)
 
 
 @pytest.fixture(scope="module")
-def service(env, home):
+def service(env, home) -> Iterator[Server]:
     """`bentoml serve` from the project folder on a free port, stopped after the module."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = home / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("bentoml")), "serve", "service:TitanicSurvival",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while _health(url) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"bentoml serve did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield SimpleNamespace(url=url, proc=proc, log=log)
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    with serving(
+        "service:TitanicSurvival", env, ROOT, home / "serve.log", ready_path="/health"
+    ) as server:
+        yield server
 
 
 def _health(url: str) -> dict | None:
@@ -169,7 +135,7 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
     measured here) and the gate's promotion is certain rather than a coin toss; the drifted ones
     are what the report must notice.
     """
-    before, pids = _workers(service.url), _worker_pids(service.proc)
+    before, pids = _workers(service.url), _worker_pids(service.process)
     (old,) = {version for version, _, _ in before.values()}
     batch = traffic.passengers(1200, drifted=True, labelled=True, seed=21) + traffic.load_rows()
     predict_then_report(service.url, batch, TOKEN)
@@ -212,7 +178,7 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
     (tag,) = {tag for _, tag, _ in serving.values()}
     bentos = home / "bentoml" / "bentos" / "titanic_survival"  # rebuilt with the new model
     assert tag in (bentos / (bentos / "latest").read_text().strip() / "bento.yaml").read_text()
-    assert _worker_pids(service.proc) == pids and service.proc.poll() is None  # no restart
+    assert _worker_pids(service.process) == pids and service.process.poll() is None  # no restart
     assert set(clients.statuses) == {200}, clients.statuses
     assert clients.versions[0] == old and clients.versions[-1] == new
     assert service.log.read_text().count("path=/reload") == 1

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from drift import traffic
 from drift.__main__ import app
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 runner = CliRunner()
@@ -35,14 +35,14 @@ def test_traffic_like_the_reference_is_no_drift(served_model, write_log, tmp_pat
     from mlflow import MlflowClient
 
     rows = traffic.passengers(1500, labelled=True, seed=11)
-    write_log(tmp_path, rows, served_model["version"], extra_lines=[b"garbage", b"{"])
+    write_log(tmp_path, rows, served_model.version, extra_lines=[b"garbage", b"{"])
     result = _report("--logs", str(tmp_path))
     assert result.exit_code == 0, result.output
     summary = _summary(result.output)
     assert summary["drift_detected"] is False
     assert summary["drifted_features"] == []
-    assert summary["model_version"] == served_model["version"]
-    assert summary["reference"]["source"] == f"bentoml:{served_model['tag']}"
+    assert summary["model_version"] == served_model.version
+    assert summary["reference"]["source"] == f"bentoml:{served_model.tag}"
     assert summary["rows"]["current"] == 1500 and summary["logs"]["unreadable_lines"] == 2
     assert all(f["psi"] < 0.1 for f in summary["features"].values())
     # tests named as Evidently ran them: distances above 1000 non-missing reference values
@@ -52,7 +52,7 @@ def test_traffic_like_the_reference_is_no_drift(served_model, write_log, tmp_pat
     assert summary["features"]["Age"]["test"] == "K-S p_value"
 
     perf = summary["performance"]
-    metadata = json.loads((served_model["path"] / "metadata.json").read_text())
+    metadata = json.loads((served_model.path / "metadata.json").read_text())
     assert perf["labelled_rows"] == 1500
     assert perf["heldout_auc"] == pytest.approx(metadata["heldout_auc"])
     assert perf["live_auc"] == pytest.approx(0.5, abs=0.06)  # the fixture's coin-flip scores
@@ -69,7 +69,7 @@ def test_traffic_like_the_reference_is_no_drift(served_model, write_log, tmp_pat
 
 
 def test_drifted_traffic_exits_42_and_names_the_drifted_features(served_model, write_log, tmp_path):
-    write_log(tmp_path, traffic.passengers(1500, drifted=True, seed=12), served_model["version"])
+    write_log(tmp_path, traffic.passengers(1500, drifted=True, seed=12), served_model.version)
     # a real process: the exit status is what a cron job or CI step sees
     done = subprocess.run(
         [sys.executable, "-m", "drift", "report", "--logs", str(tmp_path), "--no-mlflow"],
@@ -105,7 +105,7 @@ class _Pushgateway(BaseHTTPRequestHandler):
 def test_the_verdict_is_pushed_to_a_pushgateway_and_an_outage_only_warns(
     served_model, write_log, tmp_path
 ):
-    write_log(tmp_path, traffic.passengers(600, drifted=True, seed=13), served_model["version"])
+    write_log(tmp_path, traffic.passengers(600, drifted=True, seed=13), served_model.version)
     _Pushgateway.pushes = []
     server = HTTPServer(("127.0.0.1", 0), _Pushgateway)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -118,7 +118,7 @@ def test_the_verdict_is_pushed_to_a_pushgateway_and_an_outage_only_warns(
     summary = _summary(result.output)
     ((method, path, body),) = _Pushgateway.pushes
     assert (method, path) == ("PUT", "/metrics/job/lifeboat_drift/model/titanic")
-    version = f'model_version="{served_model["version"]}"'
+    version = f'model_version="{served_model.version}"'
     assert f"lifeboat_drift_share{{{version}}} {summary['share_drifted']}" in body
     assert f"lifeboat_drift_detected{{{version}}} 1.0" in body
     fare_psi = summary["features"]["Fare"]["psi"]
@@ -131,7 +131,7 @@ def test_the_verdict_is_pushed_to_a_pushgateway_and_an_outage_only_warns(
 
 
 def test_retrain_pushes_the_verdict_of_the_report_it_runs(served_model, write_log, tmp_path):
-    write_log(tmp_path, traffic.passengers(600, seed=17), served_model["version"])
+    write_log(tmp_path, traffic.passengers(600, seed=17), served_model.version)
     _Pushgateway.pushes = []
     server = HTTPServer(("127.0.0.1", 0), _Pushgateway)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -146,14 +146,14 @@ def test_retrain_pushes_the_verdict_of_the_report_it_runs(served_model, write_lo
     assert "no drift; nothing to retrain" in result.output
     ((method, path, body),) = _Pushgateway.pushes
     assert (method, path) == ("PUT", "/metrics/job/lifeboat_drift/model/titanic")
-    assert f'lifeboat_drift_detected{{model_version="{served_model["version"]}"}} 0.0' in body
+    assert f'lifeboat_drift_detected{{model_version="{served_model.version}"}} 0.0' in body
 
 
 def test_only_the_window_and_version_asked_for_are_compared(served_model, write_log, tmp_path):
     from datetime import datetime, timedelta
 
     old = datetime.now() - timedelta(days=2)
-    version = served_model["version"]
+    version = served_model.version
     write_log(tmp_path, traffic.passengers(800, drifted=True, seed=1), version, start=old)
     write_log(tmp_path, traffic.passengers(800, seed=2), version, file="data.2.log")
     result = _report("--logs", str(tmp_path), "--since", "1d", "--no-mlflow")
@@ -168,7 +168,7 @@ def test_no_logs_is_exit_2_with_a_one_line_reason(served_model, tmp_path):
 
 
 def test_too_few_rows_is_exit_2(served_model, write_log, tmp_path):
-    write_log(tmp_path, traffic.passengers(40, seed=1), served_model["version"])
+    write_log(tmp_path, traffic.passengers(40, seed=1), served_model.version)
     result = _report("--logs", str(tmp_path), "--min-rows", "100")
     assert result.exit_code == 2
     assert "40 logged rows of model version" in result.output
@@ -186,8 +186,8 @@ def test_an_unknown_model_version_is_exit_2(served_model, write_log, tmp_path):
 def test_reference_falls_back_to_the_registry(served_model, settings):
     from drift.reference import from_mlflow, from_store
 
-    stored = from_store(served_model["version"], settings.tracking_uri)
-    registry = from_mlflow(served_model["version"], settings.tracking_uri, settings.model_name)
+    stored = from_store(served_model.version, settings.tracking_uri)
+    registry = from_mlflow(served_model.version, settings.tracking_uri, settings.model_name)
     assert registry is not None and registry.source.startswith("mlflow:models:/titanic/")
     assert registry.frame.equals(stored.frame)
     assert registry.metadata.heldout_auc == pytest.approx(stored.metadata.heldout_auc)
@@ -198,7 +198,7 @@ def test_retrain_dry_run_changes_nothing(served_model, write_log, tmp_path, sett
     from mlflow import MlflowClient
 
     rows = traffic.passengers(600, drifted=True, labelled=True, seed=5)
-    write_log(tmp_path, rows, served_model["version"])
+    write_log(tmp_path, rows, served_model.version)
     client = MlflowClient(settings.tracking_uri)
 
     def versions():

@@ -34,7 +34,7 @@ def _records(logs: Path) -> list[dict]:
 def test_the_report_compares_production_and_a_worse_shadow(
     served_model, write_log, tmp_path, settings
 ):
-    version = served_model["version"]
+    version = served_model.version
     traffic.write_shadowed(tmp_path, version, "99", 800, seed=3, shadow_noise=0.25)
     # older records, written before shadows existed: no shadow columns at all
     write_log(tmp_path, traffic.passengers(150, seed=4), version, file="data.2.log")

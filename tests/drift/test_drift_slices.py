@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 def test_live_figures_by_slice_count_the_labelled_rows(served_model, write_log, tmp_path):
     rows = traffic.passengers(600, labelled=True, seed=21)
-    write_log(tmp_path / "logs", rows, served_model["version"])
+    write_log(tmp_path / "logs", rows, served_model.version)
     result = CliRunner().invoke(app, ["report", "--logs", str(tmp_path / "logs"), "--no-mlflow"])
     assert result.exit_code in (0, 42), result.output
     folder = Path(result.output.strip().splitlines()[-1].removeprefix("report: "))
@@ -36,7 +36,7 @@ def test_live_figures_by_slice_count_the_labelled_rows(served_model, write_log, 
 
 
 def test_no_labels_no_slice_figures(served_model, write_log, tmp_path):
-    write_log(tmp_path / "logs", traffic.passengers(300, seed=22), served_model["version"])
+    write_log(tmp_path / "logs", traffic.passengers(300, seed=22), served_model.version)
     result = CliRunner().invoke(app, ["report", "--logs", str(tmp_path / "logs"), "--no-mlflow"])
     folder = Path(result.output.strip().splitlines()[-1].removeprefix("report: "))
     assert json.loads((folder / "summary.json").read_text())["performance_by_slice"] is None

@@ -6,7 +6,7 @@ import statistics
 
 from drift import traffic
 from lifeboat.passenger import FEATURES, LABEL, Passenger
-from tests.conftest import packages_imported_by
+from tests.harness import packages_imported_by
 
 
 def test_field_types_are_the_json_types_of_the_features():

@@ -16,7 +16,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 FAST = ("--quick", "--folds", "2")  # one grid point per family, two folds: the gate still runs
 

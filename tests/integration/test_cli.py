@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lifeboat.scoring import OnnxScorer
-from tests.conftest import DATA, ROOT, packages_imported_by
+from tests.harness import DATA, ROOT, packages_imported_by
 from training.__main__ import app
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import DATA, ROOT
+from tests.harness import DATA, ROOT
 from training.data import DataError, load_passengers
 
 pytestmark = pytest.mark.spark

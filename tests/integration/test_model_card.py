@@ -11,7 +11,7 @@ import pytest
 
 from lifeboat.artifact import CARD_ARTIFACTS, CARD_FILES, CARD_HTML, CARD_MARKDOWN
 from lifeboat.passenger import LABEL
-from tests.conftest import DATA
+from tests.harness import DATA
 from training import slices
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]

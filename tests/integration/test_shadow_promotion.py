@@ -17,7 +17,7 @@ import pytest
 
 from drift.traffic import write_shadowed
 from lifeboat.artifact import CARD_ARTIFACTS, CARD_MARKDOWN
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tests.integration.registry_home import FAST, client, environment, private_home, production
 from tests.integration.test_registry_cas import _register_coin_flip
 

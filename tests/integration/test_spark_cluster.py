@@ -24,8 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DATA, ROOT
-from tests.serving.harness import free_port, stop_group
+from tests.harness import DATA, ROOT, ProcessGroup, free_port
 from training.pipeline import PARITY_TOLERANCE
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
@@ -81,21 +80,16 @@ def private_tmp_prefix() -> tuple[str, ...]:
     pytest.skip("cannot give the Spark worker a /tmp of its own (unshare --mount refused)")
 
 
-def start(argv: list[str], log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            argv,
-            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: the executors and Python workers go too
-        )
+def start(argv: list[str], log: Path) -> ProcessGroup:
+    """``argv`` in its own group: the executors and Python workers stop with it."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    return ProcessGroup(log.stem, argv, env, log, cwd=ROOT).start()
 
 
-def wait_for_worker(cluster: Cluster, ui: str, processes: list[subprocess.Popen]) -> None:
+def wait_for_worker(cluster: Cluster, ui: str, processes: list[ProcessGroup]) -> None:
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in processes):
+        if any(p.process is None or p.process.poll() is not None for p in processes):
             pytest.fail(f"the Spark master or worker exited:\n{cluster.logs()}")
         with contextlib.suppress(httpx.HTTPError, ValueError):
             if httpx.get(f"{ui}/json/", timeout=2).json().get("aliveworkers", 0) >= 1:
@@ -118,7 +112,7 @@ def cluster() -> Iterator[Cluster]:
     worker_argv = ["org.apache.spark.deploy.worker.Worker", cluster.url, "--cores", "1"]
     worker_argv += ["--memory", "1g", "--webui-port", str(worker_ui)]
     worker_argv += ["--work-dir", str(base / "work")]
-    processes: list[subprocess.Popen] = []
+    processes: list[ProcessGroup] = []
     try:
         processes.append(start([spark_class(), *master_argv], base / "master.log"))
         processes.append(start([*isolate, spark_class(), *worker_argv], base / "worker.log"))
@@ -126,7 +120,7 @@ def cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         for process in reversed(processes):
-            stop_group(process)
+            process.stop(grace=15)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@ import re
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 STANDINS = ROOT / "docker" / "standins"
 # Not Debian packages, so no stand-in: the stack test overrides MinIO and mc with moto, and

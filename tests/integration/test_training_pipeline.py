@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from lifeboat.passenger import FEATURES
-from tests.conftest import DATA
+from tests.harness import DATA
 from training.data import file_sha256
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]

@@ -1,4 +1,5 @@
-"""Load-test fixtures: the real service under ``bentoml serve`` and a stand-in that misbehaves."""
+"""Load-test fixtures: a stand-in that misbehaves (the real service is the session's ``served``,
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,39 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loadtest.servers import private_home
-from tests.conftest import ROOT
-from tests.serving.harness import server_env, serving
-
 STAND_IN_TOKEN = "stand-in-token"
-FEEDBACK_TOKEN = "loadtest-feedback-token"
-
-
-@pytest.fixture(scope="session")
-def served(trained, settings, session_home: Path) -> Iterator[str]:
-    """``bentoml serve service:TitanicSurvival`` on a free 127.0.0.1 port, serving the
-    session's Production model from the session's BentoML store; yields its base URL."""
-    from lifeboat.serving.store import import_production
-
-    model, _ = import_production(
-        settings.tracking_uri, settings.model_name, settings.production_alias
-    )
-    # A home of its own over the session's model store: `bentoml serve` empties its home's
-    # Prometheus folder on start, which would break /metrics of other servers sharing it.
-    home = private_home(session_home / "loadtest-bentoml", Path(model.path).parents[1])
-    env = server_env(
-        BENTOML_HOME=str(home),
-        LIFEBOAT_API_TOKEN="",  # open, whatever a developer's .env says
-        LIFEBOAT_FEEDBACK_TOKEN=FEEDBACK_TOKEN,
-        LIFEBOAT_MONITORING_DIR=str(session_home / "monitoring"),
-    )
-    with serving("service:TitanicSurvival", env, ROOT, session_home / "serve.log") as server:
-        yield server.url
 
 
 class _StandIn(BaseHTTPRequestHandler):

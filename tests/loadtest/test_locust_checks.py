@@ -16,7 +16,7 @@ from loadtest.passengers import (
     load,
     spark_record,
 )
-from tests.conftest import packages_imported_by
+from tests.harness import packages_imported_by
 
 GOOD = {"survived": 1, "probability": 0.83, "model_version": "3", "drift_alerts": []}
 

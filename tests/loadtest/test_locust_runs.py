@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.loadtest.conftest import FEEDBACK_TOKEN, STAND_IN_TOKEN
+from tests.harness import ROOT, SERVED_FEEDBACK_TOKEN
+from tests.loadtest.conftest import STAND_IN_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, 
     time.sleep(1.5)
     since = datetime.now().isoformat(timespec="seconds")
     run = locust(served, tmp_path, "--drift-share", "1", "--labelled", "--tags", "single",
-                 "--feedback-token", FEEDBACK_TOKEN, "--feedback-delay", "1",
+                 "--feedback-token", SERVED_FEEDBACK_TOKEN, "--feedback-delay", "1",
                  "--max-p99-ms", "5000", seconds=6)  # fmt: skip
     assert run.returncode == 0, run.output
     sent = int(run.stats["/predict_titanic (drifted)"]["Request Count"])

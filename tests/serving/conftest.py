@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.serving.harness import ADMIN_TOKEN, FEEDBACK_TOKEN, Server, server_env, serving
+from tests.harness import ADMIN_TOKEN, FEEDBACK_TOKEN, ROOT, Server, private_env, serving
 
 WORKERS = 2
 
@@ -69,18 +68,12 @@ def serving_home(trained, settings, tmp_path_factory) -> ServingHome:
 def server(serving_home: ServingHome) -> Iterator[Server]:
     """``bentoml serve service:TitanicSurvival`` from the project folder, two workers."""
     home = serving_home.path
-    env = server_env(
-        BENTOML_HOME=str(serving_home.bentoml_home),
+    env = private_env(
+        home,
         BENTOML_CONFIG_OPTIONS=f"services.TitanicSurvival.workers={WORKERS}",
         MLFLOW_TRACKING_URI=serving_home.tracking_uri,
-        LIFEBOAT_HOME=str(home),
         LIFEBOAT_ADMIN_TOKEN=ADMIN_TOKEN,
         LIFEBOAT_FEEDBACK_TOKEN=FEEDBACK_TOKEN,
-        LIFEBOAT_API_TOKEN="",
-        LIFEBOAT_MODEL_STORE="",
-        LIFEBOAT_MONITORING_DIR=str(home / "monitoring"),
-        LIFEBOAT_RELOAD_MARKER=str(home / "reload-marker.json"),
-        LIFEBOAT_RELOAD_POLL_SECONDS="0.2",
     )
     with serving("service:TitanicSurvival", env, ROOT, home / "serve.log") as running:
         assert len(running.worker_pids()) == WORKERS, running.log_tail()

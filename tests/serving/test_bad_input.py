@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.serving.harness import CURL_PASSENGER
+from tests.harness import CURL_PASSENGER
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.serving.harness import BENTOML, server_env, serving, store_with
+from tests.harness import BENTOML, ROOT, server_env, serving, store_with
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.harness import ADMIN_TOKEN, CURL_PASSENGER, FEEDBACK_TOKEN, monitoring_records
+from tests.harness import ADMIN_TOKEN, CURL_PASSENGER, FEEDBACK_TOKEN, monitoring_records
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -22,14 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.serving.harness import (
+from tests.harness import (
     CURL_PASSENGER,
+    ROOT,
     free_port,
     launch,
     server_env,
     serving,
-    stop_group,
     store_with,
 )
 
@@ -74,7 +73,7 @@ def test_a_server_without_a_valid_model_exits_at_once_and_never_listens(serving_
             time.sleep(0.2)
         code = server.process.poll()
     finally:
-        stop_group(server.process)
+        server.stop(grace=15)
     assert code is not None, f"still running after 45 s:\n{server.log_tail()}"
     from lifeboat.serving.lifecycle import EXIT_NO_MODEL
 

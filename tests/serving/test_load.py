@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.serving.harness import histogram, scorer_probabilities
+from tests.harness import histogram, scorer_probabilities
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

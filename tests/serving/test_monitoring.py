@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.serving.harness import monitoring_records
+from tests.harness import monitoring_records
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -8,7 +8,7 @@ import secrets
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.serving.harness import CURL_PASSENGER
+from tests.harness import CURL_PASSENGER
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serving.harness import CURL_BODY, CURL_PASSENGER, scorer_probabilities
+from tests.harness import CURL_BODY, CURL_PASSENGER, scorer_probabilities
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -24,7 +24,7 @@ KAGGLE_ROW = {
 }
 
 
-def served(client, serving_home):
+def served_by(client, serving_home):
     """The served model's store folder and metadata, as /model_info reports them."""
     info = client.get("/model_info").json()
     return serving_home.model_dir(info["model_tag"]), info["metadata"]
@@ -41,7 +41,7 @@ def test_curl_body_gets_the_onnx_scorers_probability(client, serving_home):
     body = response.json()
     assert set(body) == {"request_id", "survived", "probability", "model_version", "drift_alerts"}
     assert body["request_id"] == response.headers["x-bentoml-request-id"]
-    folder, metadata = served(client, serving_home)
+    folder, metadata = served_by(client, serving_home)
     (expected,) = scorer_probabilities(folder, [CURL_PASSENGER])
     assert body["probability"] == pytest.approx(expected, abs=1e-6)
     assert body["survived"] == int(expected >= metadata["threshold"]) == 0
@@ -62,7 +62,7 @@ def test_kaggle_row_is_accepted_and_its_extra_columns_do_not_move_the_score(clie
 
 
 def test_fare_far_outside_training_raises_a_drift_alert(client, serving_home):
-    _, metadata = served(client, serving_home)
+    _, metadata = served_by(client, serving_home)
     low, high = metadata["feature_ranges"]["Fare"]
     body = {**CURL_PASSENGER, "Fare": 5000.0}
     response = client.post("/predict_titanic", json=body)
@@ -96,7 +96,7 @@ def test_batch_answers_in_request_order(client, serving_home):
     response = client.post("/predict_titanic_batch", json=passengers)
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
-    folder, metadata = served(client, serving_home)
+    folder, metadata = served_by(client, serving_home)
     expected = scorer_probabilities(folder, passengers)
     assert len(set(expected)) == len(expected)  # distinct, so an order change would show
     assert [p["probability"] for p in predictions] == pytest.approx(expected, abs=1e-6)
@@ -104,7 +104,7 @@ def test_batch_answers_in_request_order(client, serving_home):
 
 
 def test_batch_alerts_and_classes_belong_to_their_own_passengers(client, serving_home):
-    _, metadata = served(client, serving_home)
+    _, metadata = served_by(client, serving_home)
     low, high = metadata["feature_ranges"]["Fare"]
     passenger = CURL_PASSENGER
     passengers = [passenger, {**passenger, "Fare": 5000.0}, passenger, {**passenger, "Age": 119.0}]

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.harness import ADMIN_TOKEN
+from tests.harness import ADMIN_TOKEN
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

@@ -30,7 +30,7 @@ from lifeboat.serving.reloading import (
 )
 from lifeboat.serving.store import open_store
 from lifeboat.settings import Settings
-from tests.serving.harness import store_with
+from tests.harness import store_with
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 

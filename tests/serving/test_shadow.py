@@ -22,10 +22,9 @@ import pytest
 
 from lifeboat.serving.store import SHADOW_BENTO_MODEL
 from lifeboat.streams import SHADOW_PROBABILITY, SHADOW_VERSION
-from tests.conftest import ROOT
-from tests.serving.conftest import WORKERS
-from tests.serving.harness import (
+from tests.harness import (
     ADMIN_TOKEN,
+    ROOT,
     Server,
     monitoring_records,
     scorer_probabilities,
@@ -33,6 +32,7 @@ from tests.serving.harness import (
     serving,
     store_with,
 )
+from tests.serving.conftest import WORKERS
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -315,7 +315,7 @@ def test_a_worse_shadow_is_recognised_on_live_labels_and_its_promotion_refused(
     import sys
 
     from loadtest.passengers import load
-    from tests.serving.harness import predict_then_report
+    from tests.harness import predict_then_report
 
     worse = flipped_version(registry, home)
     registry.challenge(worse)

@@ -26,8 +26,7 @@ from lifeboat.serving.reloading import (
 )
 from lifeboat.serving.store import SHADOW_BENTO_MODEL, open_store
 from lifeboat.settings import Settings
-from tests.conftest import ROOT
-from tests.serving.harness import store_with
+from tests.harness import ROOT, store_with
 from tests.serving.test_reload_store import add_model, two_workers
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]

@@ -19,21 +19,26 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-import requests
 
-from tests.conftest import DATA, ROOT
+from tests.harness import (
+    DATA,
+    ROOT,
+    ProcessGroup,
+    free_port,
+    private_env,
+    ready_or_fail,
+    running,
+    serving,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,77 +58,16 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def footprint(group: ProcessGroup) -> str:
+    """How many processes a server runs and their resident memory, for the log."""
+    import psutil
 
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-class Process:
-    """A server started here in its own process group, logging to a file; ``stop`` ends it all."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_file: Path):
-        self.name, self.command, self.env, self.log_file = name, command, env, log_file
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as out:
-            self.popen = subprocess.Popen(
-                self.command,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stopping it stops its workers too
-            )
-        self.started = time.monotonic()
-
-    def wait_until(self, url: str, timeout: float = STARTUP_TIMEOUT) -> float:
-        """Seconds from launch to the first 200 from ``url``."""
-        assert self.popen is not None
-        while not answers(url):
-            if self.popen.poll() is not None or time.monotonic() - self.started > timeout:
-                self.stop()
-                tail = self.log_file.read_text(errors="replace")[-3000:]
-                pytest.fail(f"{self.name} did not answer {url}:\n{tail}")
-            time.sleep(0.2)
-        return time.monotonic() - self.started
-
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
-            try:
-                self.popen.wait(grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # The group outlives its leader when a worker is slow to exit.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-
-    def footprint(self) -> str:
-        """How many processes the server runs and their resident memory, for the log."""
-        import psutil
-
-        assert self.popen is not None
-        root = psutil.Process(self.popen.pid)
-        tree = [root, *root.children(recursive=True)]
-        rss = 0
-        for process in tree:
-            with contextlib.suppress(psutil.Error):
-                rss += process.memory_info().rss
-        return f"{len(tree)} processes, {rss / 2**20:.0f} MB resident"
+    tree = group.tree()
+    rss = 0
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            rss += process.memory_info().rss
+    return f"{len(tree)} processes, {rss / 2**20:.0f} MB resident"
 
 
 # ------------------------------------------------------------------------------ PostgreSQL
@@ -252,20 +196,16 @@ def s3(tmp_path_factory) -> Iterator[S3]:
     port = free_port()
     logs = tmp_path_factory.mktemp("moto")
     # A process of its own: importing moto here would hook botocore in this process.
-    server = Process(
+    with running(
         "moto",
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         clean_env(),
         logs / "moto.log",
-    )
-    server.start()
-    try:
-        server.wait_until(f"http://127.0.0.1:{port}/moto-api/", timeout=60)
+        f"http://127.0.0.1:{port}/moto-api/",
+    ):
         store = S3(f"http://127.0.0.1:{port}", BUCKET)
         store.client().create_bucket(Bucket=BUCKET)
         yield store
-    finally:
-        server.stop()
 
 
 def clean_env() -> dict[str, str]:
@@ -307,21 +247,22 @@ class MlflowServer:
             # GenAI jobs this project never submits.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
-        self.process = Process("mlflow server", command, env, log_dir / "mlflow-server.log")
+        self.process = ProcessGroup(
+            "mlflow server", command, env, log_dir / "mlflow-server.log", cwd=ROOT
+        )
 
     @property
     def pid(self) -> int:
-        assert self.process.popen is not None
-        return self.process.popen.pid
+        return self.process.pid
 
     def start(self) -> None:
         self.process.start()
-        seconds = self.process.wait_until(f"{self.uri}/health")
+        seconds = ready_or_fail(self.process, f"{self.uri}/health", STARTUP_TIMEOUT)
         self.startup_seconds.append(seconds)
         log.info("mlflow server answered /health after %.1f s; %s", seconds, self.footprint())
 
     def stop(self) -> None:
-        self.process.stop()
+        self.process.stop(grace=20)
 
     def restart(self) -> None:
         """Stop the server and start a new one on the same port, PostgreSQL and bucket."""
@@ -330,7 +271,7 @@ class MlflowServer:
         self.start()
 
     def footprint(self) -> str:
-        return self.process.footprint()
+        return footprint(self.process)
 
 
 @pytest.fixture(scope="package")
@@ -407,7 +348,7 @@ def bento_store(stack_home) -> Any:
 
 
 @pytest.fixture(scope="package")
-def served(stack_trained, stack_settings, stack_home, bento_store) -> Iterator[str]:
+def stack_served(stack_trained, stack_settings, stack_home, bento_store) -> Iterator[str]:
     """``bentoml serve`` on a free port from the stack's store, with the Production model
     imported from the server first; yields its base URL."""
     from lifeboat.serving.store import import_production
@@ -418,31 +359,15 @@ def served(stack_trained, stack_settings, stack_home, bento_store) -> Iterator[s
         stack_settings.production_alias,
         store=bento_store,
     )
-    port = free_port()
-    env = {
-        **os.environ,  # the stack's client environment: tracking URI, no S3 keys
-        "LIFEBOAT_ADMIN_TOKEN": ADMIN_TOKEN,
-        "LIFEBOAT_API_TOKEN": "",
-        "LIFEBOAT_MODEL_STORE": "",
-        "LIFEBOAT_RELOAD_MARKER": str(stack_home / "reload-marker.json"),
-        "LIFEBOAT_RELOAD_POLL_SECONDS": "0.2",
-        "LIFEBOAT_MONITORING_DIR": str(stack_home / "monitoring"),
-        "BENTOML_CONFIG_OPTIONS": (
+    env = private_env(
+        stack_home,
+        os.environ,  # the stack's client environment: tracking URI, no S3 keys
+        MLFLOW_TRACKING_URI=stack_settings.tracking_uri,
+        LIFEBOAT_ADMIN_TOKEN=ADMIN_TOKEN,
+        BENTOML_CONFIG_OPTIONS=(
             f"services.TitanicSurvival.monitoring.options.log_path={stack_home / 'monitoring'}"
         ),
-    }
-    bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
-    service = Process(
-        "bentoml serve",
-        [bentoml_cli, "serve", "service:TitanicSurvival", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env,
-        stack_home / "bentoml-serve.log",
-    )  # fmt: skip
-    service.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        service.wait_until(f"{url}/health")
-        yield url
-    finally:
-        service.stop()
+    )
+    log = stack_home / "bentoml-serve.log"
+    with serving("service:TitanicSurvival", env, ROOT, log, ready_path="/health") as server:
+        yield server.url

@@ -184,7 +184,7 @@ def serving_everywhere(url: str, version: str, timeout: float = 30.0) -> bool:
 
 
 def test_reload_serves_the_new_production_version_from_the_server(
-    stack_trained, mlflow_server, bento_store, served
+    stack_trained, mlflow_server, bento_store, stack_served
 ):
     """The running service is told to reload after the build step imported the new version.
 
@@ -196,7 +196,7 @@ def test_reload_serves_the_new_production_version_from_the_server(
     from lifeboat.serving.store import import_production
     from training import registry
 
-    assert requests.get(f"{served}/health", timeout=10).json()["model_version"] == "1"
+    assert requests.get(f"{stack_served}/health", timeout=10).json()["model_version"] == "1"
     mlflow_client = client(mlflow_server)
     current = mlflow_client.get_model_version_by_alias("titanic", "production")
     # A new version of the same model: what the service serves must follow the registry.
@@ -206,11 +206,11 @@ def test_reload_serves_the_new_production_version_from_the_server(
     model, created = import_production(mlflow_server.uri, store=bento_store)
     assert created and model.info.labels["registry_version"] == new.version
     reload = requests.post(
-        f"{served}/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
+        f"{stack_served}/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
     )
     assert reload.status_code == 200, reload.text
     assert reload.json()["model_version"] == new.version
-    assert serving_everywhere(served, new.version)
-    answer = requests.post(f"{served}/predict_titanic", json=PASSENGER, timeout=30).json()
+    assert serving_everywhere(stack_served, new.version)
+    answer = requests.post(f"{stack_served}/predict_titanic", json=PASSENGER, timeout=30).json()
     assert answer["model_version"] == new.version and answer["survived"] == 1
     assert mlflow_client.get_model_version("titanic", current.version).current_stage == "Archived"

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from lifeboat import artifact
 from lifeboat.serving import card
-from tests.conftest import packages_imported_by
+from tests.harness import packages_imported_by
 from training import slices
 from training.model_card import Evidence, write_card
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 OURS = {"lifeboat", "training", "drift", "loadtest", "service", "tests"}
 CODE = ["lifeboat", "training", "drift", "loadtest", "service.py"]

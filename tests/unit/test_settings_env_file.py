@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from lifeboat.settings import Settings, env_file
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 
 def test_lifeboat_env_file_names_the_env_file_read(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lifeboat.settings import Settings
-from tests.conftest import DATA, ROOT
+from tests.harness import DATA, ROOT
 from training.spark import ScratchError, is_local, require_scratch
 
 CLUSTER = "spark://spark-master:7077"

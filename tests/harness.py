@@ -1,4 +1,10 @@
-"""The serving tests' harness: a real ``bentoml serve`` subprocess, and what they read from it."""
+"""The tests' one harness: paths, free ports, servers in their own process group (ready on a
+URL or the test fails with their log, stopped with everything they started), private homes, and
+what the tests read from a running ``bentoml serve``.
+
+The process-group runner and the port finder are the benchmark's (``loadtest/servers.py``):
+one implementation for both.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +12,92 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from loadtest.servers import ProcessGroup, free_port
+
+__all__ = ["ProcessGroup", "free_port"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "titanic.csv"
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
-READY_SECONDS = 60
+READY_SECONDS = 180  # generous: other test runs may share the machine's two cores
 ADMIN_TOKEN = "serving-tests-admin"
 FEEDBACK_TOKEN = "serving-tests-feedback"
+SERVED_FEEDBACK_TOKEN = "loadtest-feedback-token"  # the session's `served` Production's
 # The README's curl example, byte for byte, and the passenger it sends.
 CURL_BODY = '{"Pclass":3,"Sex":"male","Age":22,"SibSp":1,"Parch":0,"Fare":7.25,"Embarked":"S"}'
 CURL_PASSENGER: dict = json.loads(CURL_BODY)
 
 
-@dataclass(frozen=True)
-class Server:
-    """A running server: its base URL, process (group leader) and log file."""
+def packages_imported_by(code: str, candidates: Iterable[str]) -> list[str]:
+    """Which of the top-level packages ``candidates`` a fresh interpreter holds after ``code``."""
+    wanted = json.dumps(sorted(candidates))
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({wanted}))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-    url: str
-    process: subprocess.Popen
-    log: Path
 
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+def ready_or_fail(group: ProcessGroup, url: str, timeout: float = READY_SECONDS) -> float:
+    """Seconds until ``url`` answered 200; else stop the group and fail the test with its log."""
+    try:
+        return group.wait_ready(url, timeout)
+    except RuntimeError as failed:
+        group.stop()
+        pytest.fail(str(failed))
+
+
+@contextlib.contextmanager
+def running(
+    name: str,
+    command: list[str],
+    env: Mapping[str, str],
+    log: Path,
+    ready_url: str,
+    timeout: float = READY_SECONDS,
+    cwd: Path = ROOT,
+) -> Iterator[ProcessGroup]:
+    """``command`` in its own process group until the block ends, then the whole group stops.
+
+    Fails the test with the tail of ``log`` if ``ready_url`` does not answer 200 within
+    ``timeout`` seconds or the process exits first.
+    """
+    group = ProcessGroup(name, command, env, log, cwd=cwd).start()
+    try:
+        ready_or_fail(group, ready_url, timeout)
+        yield group
+    finally:
+        group.stop()
+
+
+class Server(ProcessGroup):
+    """A running ``bentoml serve``: its base URL, process group and log file."""
+
+    def __init__(self, port: int, target: str, env: Mapping[str, str], log: Path, cwd: Path):
+        command = [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__("bentoml serve", command, env, log, cwd=cwd)
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def log(self) -> Path:
+        return self.log_file
 
     def worker_pids(self) -> set[int]:
         """The pids of the service's worker processes (children of the circus arbiter)."""
-        children = psutil.Process(self.process.pid).children(recursive=True)
+        children = psutil.Process(self.pid).children(recursive=True)
         return {p.pid for p in children if "_bentoml_impl.worker.service" in " ".join(p.cmdline())}
 
     def healths(self, rounds: int = 40) -> list[dict]:
@@ -67,9 +123,30 @@ class Server:
         return {pid: seen.get(pid, "never answered") for pid in workers}
 
 
-def server_env(**overrides: str) -> dict[str, str]:
-    """The test session's environment, without usage tracking, plus ``overrides``."""
-    return {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **overrides}
+def server_env(base: Mapping[str, str] | None = None, **overrides: str) -> dict[str, str]:
+    """``base`` (default: this process's environment) without usage tracking, plus
+    ``overrides``."""
+    return {**(os.environ if base is None else base), "BENTOML_DO_NOT_TRACK": "true", **overrides}
+
+
+def private_env(
+    home: Path, base: Mapping[str, str] | None = None, **overrides: str
+) -> dict[str, str]:
+    """The environment of a service with a home of its own: LIFEBOAT_HOME (so the registry,
+    ``sqlite:///<home>/mlflow.db`` unless ``MLFLOW_TRACKING_URI`` is overridden), BENTOML_HOME,
+    the monitoring folder and the reload marker all under ``home``; the reload poll fast; no
+    API token and no model store keyword, whatever a developer's ``.env`` says."""
+    own = {
+        "LIFEBOAT_HOME": str(home),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "MLFLOW_TRACKING_URI": "",
+        "LIFEBOAT_API_TOKEN": "",
+        "LIFEBOAT_MODEL_STORE": "",
+        "LIFEBOAT_MONITORING_DIR": str(home / "monitoring"),
+        "LIFEBOAT_RELOAD_MARKER": str(home / "reload-marker.json"),
+        "LIFEBOAT_RELOAD_POLL_SECONDS": "0.2",
+    }
+    return server_env(base, **{**own, **overrides})
 
 
 def store_with(model_dir: Path, home: Path) -> Path:
@@ -80,70 +157,36 @@ def store_with(model_dir: Path, home: Path) -> Path:
     return home
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(
     target: str, env: Mapping[str, str], cwd: Path, log: Path, port: int | None = None
 ) -> Server:
     """Start ``bentoml serve <target>`` on ``port`` (default: a free one) in its own group."""
-    port = port or free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers go with it
-        )
-    return Server(f"http://127.0.0.1:{port}", process, log)
+    log.write_text("")
+    server = Server(port or free_port(), target, env, log, cwd)
+    server.start()
+    return server
 
 
 @contextlib.contextmanager
 def serving(
-    target: str, env: Mapping[str, str], cwd: Path, log: Path, port: int | None = None
+    target: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Path,
+    port: int | None = None,
+    ready_path: str = "/readyz",
 ) -> Iterator[Server]:
     """``bentoml serve <target>`` on ``port`` (default: a free one) until the block ends (the
-    whole group dies).
+    whole group stops).
 
-    Fails the test with the server's log if ``/readyz`` does not answer 200 within a minute.
+    Fails the test with the server's log if ``ready_path`` does not answer 200 in time.
     """
     server = launch(target, env, cwd, log, port)
-    process = server.process
     try:
-        _wait_ready(server)
+        ready_or_fail(server, server.url + ready_path)
         yield server
     finally:
-        stop_group(process)
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(
-                f"bentoml serve exited with {server.process.returncode}:\n{server.log_tail()}"
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    pytest.fail(f"bentoml serve not ready after {READY_SECONDS} s:\n{server.log_tail()}")
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """Stop a process started with ``start_new_session=True`` and everything in its group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):  # whatever outlived the arbiter
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=5)
+        server.stop(grace=15)
 
 
 def scorer_probabilities(model_dir: Path, passengers: list[dict]) -> list[float]:
