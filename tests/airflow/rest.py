@@ -48,7 +48,7 @@ class AirflowAPI:
             method,
             f"{self.url}/api/v2{path}",
             headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
+            timeout=60,
             **kwargs,
         )
 
@@ -74,10 +74,13 @@ class AirflowAPI:
         """Until ``task_id`` is in ``state``; fails early if the run ends first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.tasks(dag_id, run_id).get(task_id) == state:
-                return
-            if self.run_state(dag_id, run_id) in FINISHED:
-                break
+            try:
+                if self.tasks(dag_id, run_id).get(task_id) == state:
+                    return
+                if self.run_state(dag_id, run_id) in FINISHED:
+                    break
+            except httpx.TransportError:  # a slow answer while tasks load the machine: ask again
+                pass
             time.sleep(2)
         raise AssertionError(
             f"{dag_id}.{task_id} never {state} within {timeout} s: {self.tasks(dag_id, run_id)}"
@@ -89,8 +92,11 @@ class AirflowAPI:
     def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (state := self.run_state(dag_id, run_id)) in FINISHED:
-                return state
+            try:
+                if (state := self.run_state(dag_id, run_id)) in FINISHED:
+                    return state
+            except httpx.TransportError:
+                pass
             time.sleep(2)
         raise AssertionError(
             f"{dag_id} run {run_id} not finished within {timeout} s: {self.tasks(dag_id, run_id)}"
