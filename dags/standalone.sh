@@ -11,8 +11,10 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__PORT="$3"
 # This machine only: the admin password is kept in plain text in AIRFLOW_HOME.
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
-# Where the tasks reach the Execution API (its default is port 8080 whatever the port is).
+# Where the tasks reach the Execution API (its default is port 8080 whatever the port is), and
+# how long they wait for its answer (5 s by default: a busy machine failed tasks at their start).
 export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:$3}"
+export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-60}"
 # Task slots (LocalExecutor worker processes; Airflow's default is 32): each task is a Spark job
 # or a command, and each DAG runs one run at a time.
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"

@@ -157,7 +157,7 @@ def test_an_unanswered_approval_times_out_and_leaves_production_alone(service, h
     run_id = api.trigger("lifeboat_train", conf)
     api.wait_task("lifeboat_train", run_id, "approve", "awaiting_input", timeout=1200)
     asked = api.hitl("lifeboat_train", run_id, "approve")
-    state = api.wait_run("lifeboat_train", run_id, timeout=300)
+    state = api.wait_run("lifeboat_train", run_id, timeout=600)
 
     assert state == "success", api.tasks("lifeboat_train", run_id)
     outcome = api.output("lifeboat_train", run_id, "train")
@@ -168,8 +168,8 @@ def test_an_unanswered_approval_times_out_and_leaves_production_alone(service, h
     assert answered["chosen_options"] == ["Reject"] and answered["responded_by_user"] is None
     waited = datetime.fromisoformat(answered["responded_at"]) - datetime.fromisoformat(
         answered["created_at"]
-    )  # the scheduler's sweep looks every 15 s
-    assert timedelta(seconds=TIMEOUT_SECONDS) <= waited < timedelta(seconds=TIMEOUT_SECONDS + 60)
+    )  # the scheduler's sweep looks every 15 s (when the machine lets it)
+    assert timedelta(seconds=TIMEOUT_SECONDS) <= waited < timedelta(seconds=TIMEOUT_SECONDS + 120)
     tasks = api.tasks("lifeboat_train", run_id)
     assert (tasks["approve"], tasks["promote"]) == ("success", "skipped")
     log = api.log("lifeboat_train", run_id, "approve")
