@@ -58,7 +58,8 @@ class Approval(ApprovalOperator):
         if event.get("timedout"):
             self.log.info(
                 "Timed out: no answer within %s, so the default %s applies",
-                said(self.response_timeout), event["chosen_options"][0],
+                # (a resumed task is a fresh operator: the run's timeout, not execute's)
+                said(approval_timeout(context["params"])), event["chosen_options"][0],
             )  # fmt: skip
         # Pushed first: on a rejection the parent skips the downstream tasks by raising.
         who = event.get("responded_by_user") or {}
