@@ -188,7 +188,7 @@ def test_an_unanswered_approval_times_out_and_leaves_production_alone(service, h
 def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, home, api):
     champion = production(home)
     bentos = home / "bentoml" / "bentos" / "titanic_survival"
-    built = set(bentos.iterdir()) if bentos.exists() else set()
+    built = {p for p in bentos.iterdir() if p.is_dir()} if bentos.exists() else set()
     conf = {"train_args": WINNER, "auto_approve": True, "build": True}
 
     run_id = api.trigger("lifeboat_train", conf)
@@ -205,7 +205,7 @@ def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, h
         "verdict": f"v{new} auto-approved: promoted, imported and served",
     }
     assert production(home) == new != champion
-    assert len(set(bentos.iterdir()) - built) == 1  # bentoml build ran
+    assert len({p for p in bentos.iterdir() if p.is_dir()} - built) == 1  # bentoml build ran
     assert serving_versions(service.url) == {new}
 
 
