@@ -4,8 +4,9 @@ any, and its MLflow run, then approves (promote, import, build, reload: ``python
 promote VERSION``, which refuses a version the live evidence finds worse) or rejects (nothing
 changes).
 
-Configured by the environment Airflow runs in: ``LIFEBOAT_APPROVAL_TIMEOUT_HOURS`` (24; no
-answer by then counts as a rejection), ``LIFEBOAT_MLFLOW_UI_URL`` (the MLflow UI the run link
+Configured by the environment Airflow runs in: ``LIFEBOAT_APPROVAL_TIMEOUT_HOURS`` (24: the
+default of a run's ``approval_timeout_hours``; no answer by then counts as a rejection: the
+scheduler answers the default, Reject), ``LIFEBOAT_MLFLOW_UI_URL`` (the MLflow UI the run link
 points at; default the tracking server, else ``http://127.0.0.1:5000``, what ``mlflow ui``
 serves) and ``LIFEBOAT_BUILD_BENTO`` (``false``: no ``bentoml build`` after the import, as in the
 compose stack, whose replicas follow the registry). A DAG run's ``auto_approve`` parameter skips
@@ -31,6 +32,13 @@ PARAMS = {
         type="boolean",
         description="Promote a challenger that wins the promotion gate without asking a person.",
     ),
+    "approval_timeout_hours": Param(
+        float(os.environ.get("LIFEBOAT_APPROVAL_TIMEOUT_HOURS", "24")),
+        type="number",
+        exclusiveMinimum=0,
+        description="How long the approval waits for a person; then it counts as a rejection "
+        "(LIFEBOAT_APPROVAL_TIMEOUT_HOURS sets the default).",
+    ),
     "build": Param(
         os.environ.get("LIFEBOAT_BUILD_BENTO", "true").lower() == "true",
         type="boolean",
@@ -40,10 +48,23 @@ PARAMS = {
 
 
 class Approval(ApprovalOperator):
-    """The standard provider's approval, whose answer is also its XCom ``answer``: the option,
-    who chose it (None when the timeout chose the default) and whether it timed out."""
+    """The standard provider's approval, waiting as long as the run's ``approval_timeout_hours``,
+    whose answer is also its XCom ``answer``: the option, who chose it (None when the timeout
+    chose the default) and whether it timed out."""
+
+    def execute(self, context) -> Any:
+        # Airflow 3.3 parks the task in awaiting_input with this timeout; the scheduler's sweep
+        # answers the default (Reject) once it has passed.
+        self.response_timeout = approval_timeout(context["params"])
+        return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        if event.get("timedout"):
+            self.log.info(
+                "Timed out: no answer within %s, so the default %s applies",
+                # (a resumed task is a fresh operator: the run's timeout, not execute's)
+                said(approval_timeout(context["params"])), event["chosen_options"][0],
+            )  # fmt: skip
         # Pushed first: on a rejection the parent skips the downstream tasks by raising.
         who = event.get("responded_by_user") or {}
         context["ti"].xcom_push(
@@ -57,8 +78,19 @@ class Approval(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
-def approval_timeout() -> timedelta:
-    return timedelta(hours=float(os.environ.get("LIFEBOAT_APPROVAL_TIMEOUT_HOURS", "24")))
+def approval_timeout(params=None) -> timedelta:
+    """The run's ``approval_timeout_hours``; without a run, the parameter's default."""
+    hours = params["approval_timeout_hours"] if params else PARAMS["approval_timeout_hours"].value
+    return timedelta(hours=float(hours))
+
+
+def said(wait: timedelta) -> str:
+    """``24 h``, ``30 min``, ``20 s``: a wait as the form and the verdict say it."""
+    seconds = wait.total_seconds()
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def run_link(outcome: dict[str, Any]) -> str:
@@ -106,7 +138,7 @@ def live_evidence(outcome: dict[str, Any]) -> list[str]:
     ]
 
 
-def describe(outcome: dict[str, Any], build: bool) -> dict[str, str]:
+def describe(outcome: dict[str, Any], build: bool, wait: timedelta) -> dict[str, str]:
     """The approval form's subject and Markdown body."""
     name, version = outcome["model_name"], outcome["version"]
     production = outcome["production_version"]
@@ -117,7 +149,6 @@ def describe(outcome: dict[str, Any], build: bool) -> dict[str, str]:
         else "| Production | none yet |",
         f"| Sex-only baseline | {figure(outcome['baseline_auc'])} |",
     ]
-    hours = approval_timeout().total_seconds() / 3600
     body = "\n".join(
         [
             f"**{name} v{version}** won the promotion gate: {outcome['reason']}.",
@@ -133,7 +164,7 @@ def describe(outcome: dict[str, Any], build: bool) -> dict[str, str]:
             "**Approve**: promote it, import it into the BentoML store, "
             + ("build the Bento, " if build else "")
             + "reload the service. **Reject**, or no answer within "
-            f"{hours:g} h: Production stays " + (f"v{production}." if production else "empty."),
+            f"{said(wait)}: Production stays " + (f"v{production}." if production else "empty."),
         ]
     )
     return {"subject": f"Promote {name} v{version} to Production?", "body": body}
@@ -153,7 +184,9 @@ def approval_gate(outcome_task_id: str):
             print(f"nothing to approve: {outcome.get('reason')}")
             return []
         context = get_current_context()
-        context["ti"].xcom_push(key="approval", value=describe(outcome, context["params"]["build"]))
+        params = context["params"]
+        form = describe(outcome, params["build"], approval_timeout(params))
+        context["ti"].xcom_push(key="approval", value=form)
         return promote_id if context["params"]["auto_approve"] else approve_id
 
     approve = Approval(
@@ -182,7 +215,8 @@ def approval_gate(outcome_task_id: str):
     @task(task_id="conclude", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def conclude(outcome: dict[str, Any]) -> dict[str, Any]:
         """Say what became of the challenger: promoted, rejected, timed out or not eligible."""
-        ti = get_current_context()["ti"]
+        context = get_current_context()
+        ti = context["ti"]
         answer = ti.xcom_pull(task_ids=approve_id, key="answer") or {}
         shipped = ti.xcom_pull(task_ids=promote_id)
         production = outcome.get("production_version")
@@ -195,8 +229,8 @@ def approval_gate(outcome_task_id: str):
         elif not outcome.get("passed_gate"):
             verdict = f"not eligible ({outcome.get('reason')}); {kept}"
         elif answer.get("timed_out"):
-            hours = approval_timeout().total_seconds() / 3600
-            verdict = f"v{outcome['version']} not approved within {hours:g} h; {kept}"
+            wait = said(approval_timeout(context["params"]))
+            verdict = f"v{outcome['version']} timed out: no answer within {wait}; {kept}"
         else:
             verdict = f"v{outcome['version']} rejected by {answer.get('by')}; {kept}"
         print(verdict)

@@ -1,20 +1,26 @@
 """Airflow for the tests: its own venv (``make airflow-venv``) and one metadata database (SQLite)
-per test session, with the project's dags/ and the tests' Python as the project's Python."""
+per test session, with the project's dags/ and the tests' Python as the project's Python; and
+per test module, the embedded stack the DAGs' tasks work on: a private copy of the session's
+registry and store, and a real ``bentoml serve`` on it."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.harness import ROOT
+from tests.harness import ROOT, private_env, serving
 
 AIRFLOW_VENV = ROOT / ".airflow-venv"
 PROBE = Path(__file__).with_name("probe.py")
+TOKEN = "airflow-tests-admin-token"
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +62,45 @@ def probe(env: dict[str, str], *args: str, timeout: float = 300) -> dict:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def home(trained, served_model, settings, tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("airflow-stack")
+    with (
+        sqlite3.connect(settings.state_dir / "mlflow.db") as src,
+        sqlite3.connect(home / "mlflow.db") as dst,
+    ):
+        src.backup(dst)  # a consistent copy; the versions' artifacts stay where they are
+    shutil.copytree(served_model.path.parent, home / "bentoml" / "models" / "titanic")
+    return home
+
+
+@pytest.fixture(scope="module")
+def env(home, airflow_env) -> dict[str, str]:
+    return private_env(home, base=airflow_env, LIFEBOAT_ADMIN_TOKEN=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def service(env, home):
+    with serving("service:TitanicSurvival", env, ROOT, home / "serve.log") as server:
+        env["LIFEBOAT_SERVICE_URL"] = server.url  # what the DAG's promote task reloads
+        yield server
+
+
+def serving_versions(url: str, asks: int = 12) -> set[str]:
+    return {requests.get(f"{url}/health", timeout=10).json()["model_version"] for _ in range(asks)}
+
+
+def production(home: Path) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias("titanic", "production").version)
+
+
+def versions(home: Path) -> list[int]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    return sorted(int(v.version) for v in client.search_model_versions("name = 'titanic'"))

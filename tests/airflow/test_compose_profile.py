@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tests.integration.test_compose import COMPOSE_FILE, TEST_SECRETS, compose_command, run_config
 
 pytestmark = pytest.mark.airflow

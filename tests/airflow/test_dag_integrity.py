@@ -56,6 +56,7 @@ def test_the_approval_gate(parsed, dag_id):
     assert "ApprovalOperator" in approve["classes"]  # the standard provider's HITL approval
     assert approve["defaults"] == ["Reject"]  # what an unanswered request becomes
     assert approve["response_timeout"] == 24 * 3600
+    assert dag["params"]["approval_timeout_hours"] == 24  # a run may wait less, or more
     assert tasks["decide"]["downstream"] == ["approve", "promote"]  # auto_approve skips a person
     assert approve["downstream"] == ["promote"]
     assert tasks["promote"]["trigger_rule"] == "none_failed_min_one_success"

@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 
 from drift import traffic
-from tests.airflow.conftest import AIRFLOW_VENV, PROBE, airflow, probe
-from tests.harness import ROOT, predict_then_report, private_env, serving
+from tests.airflow.conftest import (
+    AIRFLOW_VENV,
+    PROBE,
+    TOKEN,
+    airflow,
+    probe,
+    production,
+    serving_versions,
+    versions,
+)
+from tests.harness import ROOT, predict_then_report
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.integration]
-TOKEN = "airflow-tests-admin-token"
 REVIEWER = "reviewer"
 # One grid point per family, two folds: the gate still runs. No Bento build: the reload serves
 # the registry's Production version without it (tests/drift covers the build).
@@ -39,51 +44,9 @@ def conf() -> dict:
     return dict(CONF)
 
 
-@pytest.fixture(scope="module")
-def home(trained, served_model, settings, tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-stack")
-    with (
-        sqlite3.connect(settings.state_dir / "mlflow.db") as src,
-        sqlite3.connect(home / "mlflow.db") as dst,
-    ):
-        src.backup(dst)  # a consistent copy; the versions' artifacts stay where they are
-    shutil.copytree(served_model.path.parent, home / "bentoml" / "models" / "titanic")
-    return home
-
-
-@pytest.fixture(scope="module")
-def env(home, airflow_env) -> dict[str, str]:
-    return private_env(home, base=airflow_env, LIFEBOAT_ADMIN_TOKEN=TOKEN)
-
-
-@pytest.fixture(scope="module")
-def service(env, home):
-    with serving("service:TitanicSurvival", env, ROOT, home / "serve.log") as server:
-        env["LIFEBOAT_SERVICE_URL"] = server.url  # what the DAG's promote task reloads
-        yield server
-
-
 def send(url: str, passengers: list[dict]) -> None:
     """Predictions, then their outcomes through POST /feedback (the labels retraining trusts)."""
     predict_then_report(url, passengers, TOKEN)
-
-
-def serving_versions(url: str, asks: int = 12) -> set[str]:
-    return {requests.get(f"{url}/health", timeout=10).json()["model_version"] for _ in range(asks)}
-
-
-def production(home: Path) -> str:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    return str(client.get_model_version_by_alias("titanic", "production").version)
-
-
-def versions(home: Path) -> list[int]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    return sorted(int(v.version) for v in client.search_model_versions("name = 'titanic'"))
 
 
 def run_monitor(
