@@ -265,3 +265,19 @@ def predict_then_report(url: str, passengers: list[dict], token: str, chunk: int
             timeout=60,
         )
         assert sent.status_code == 200 and sent.json() == {"accepted": len(part)}, sent.text
+
+
+def production_version(home: Path) -> str:
+    """The Production version of the registry in ``<home>/mlflow.db``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias("titanic", "production").version)
+
+
+def registry_versions(home: Path) -> list[int]:
+    """Every registered version of ``titanic`` in ``<home>/mlflow.db``, in order."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    return sorted(int(v.version) for v in client.search_model_versions("name = 'titanic'"))

@@ -90,17 +90,3 @@ def service(env, home):
 
 def serving_versions(url: str, asks: int = 12) -> set[str]:
     return {requests.get(f"{url}/health", timeout=10).json()["model_version"] for _ in range(asks)}
-
-
-def production(home: Path) -> str:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    return str(client.get_model_version_by_alias("titanic", "production").version)
-
-
-def versions(home: Path) -> list[int]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    return sorted(int(v.version) for v in client.search_model_versions("name = 'titanic'"))

@@ -26,11 +26,9 @@ from tests.airflow.conftest import (
     TOKEN,
     airflow,
     probe,
-    production,
     serving_versions,
-    versions,
 )
-from tests.harness import ROOT, predict_then_report
+from tests.harness import ROOT, predict_then_report, production_version, registry_versions
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.integration]
 REVIEWER = "reviewer"
@@ -107,7 +105,7 @@ def output(run: dict, task: str):
 
 
 def test_clean_traffic_ends_the_run_without_retraining(service, env, conf, home):
-    before = versions(home)
+    before = registry_versions(home)
     send(service.url, traffic.passengers(600, labelled=True, seed=41))
 
     run, _ = run_monitor(env, conf, home, "clean")
@@ -120,7 +118,7 @@ def test_clean_traffic_ends_the_run_without_retraining(service, env, conf, home)
     assert json.loads(Path(verdict["summary"]).read_text())["drift_detected"] is False
     skipped = {"retrain", "decide", "approve", "promote", "conclude"}
     assert {task: states(run)[task] for task in skipped} == dict.fromkeys(skipped, "skipped")
-    assert versions(home) == before
+    assert registry_versions(home) == before
 
 
 def drifted_labelled(seed: int) -> list[dict]:
@@ -131,7 +129,11 @@ def drifted_labelled(seed: int) -> list[dict]:
 
 
 def test_a_rejected_challenger_changes_nothing(service, env, conf, home):
-    served, champion, before = serving_versions(service.url), production(home), versions(home)
+    served, champion, before = (
+        serving_versions(service.url),
+        production_version(home),
+        registry_versions(home),
+    )
     reloads = service.log.read_text().count("path=/reload")
     models = sorted((home / "bentoml" / "models" / "titanic").iterdir())
     send(service.url, drifted_labelled(seed=51))
@@ -144,7 +146,7 @@ def test_a_rejected_challenger_changes_nothing(service, env, conf, home):
     assert verdict["since"] != "24h"  # the window starts at the clean run
     outcome = output(run, "retrain")
     assert outcome["passed_gate"] is True and outcome["promoted"] is False
-    assert versions(home) == [*before, int(outcome["version"])]  # registered, held
+    assert registry_versions(home) == [*before, int(outcome["version"])]  # registered, held
     # What the person saw: both sides' held-out figures and the run's MLflow page.
     assert asked["subject"] == f"Promote titanic v{outcome['version']} to Production?"
     assert f"{outcome['heldout_auc']:.4f}" in asked["body"]
@@ -156,7 +158,7 @@ def test_a_rejected_challenger_changes_nothing(service, env, conf, home):
         "verdict": f"v{outcome['version']} rejected by {REVIEWER}; "
         f"Production v{champion} left alone",
     }
-    assert production(home) == champion
+    assert production_version(home) == champion
     assert serving_versions(service.url) == served
     assert service.log.read_text().count("path=/reload") == reloads
     assert sorted((home / "bentoml" / "models" / "titanic").iterdir()) == models
@@ -179,7 +181,7 @@ def test_drift_retrains_and_an_approved_challenger_is_served(service, env, conf,
         "promoted": True,
         "verdict": f"v{new} approved by {REVIEWER}: promoted, imported and served",
     }
-    assert production(home) == new != old
+    assert production_version(home) == new != old
     assert serving_versions(service.url) == {new}
     assert service.log.read_text().count("path=/reload") == 1
 
@@ -188,7 +190,7 @@ def test_the_training_dag_asks_no_one_for_a_challenger_that_loses_the_gate(env, 
     """Trained as the session's first Production version was (same data, seed, grid and folds),
     or on less than a later one that also learned from labelled logs: the challenger cannot beat
     Production, so even with auto_approve nothing is promoted."""
-    champion, before = production(home), versions(home)
+    champion, before = production_version(home), registry_versions(home)
     conf = {"train_args": ["--quick"], "auto_approve": True, "build": False}
 
     done = airflow(env, "dags", "test", "lifeboat_train", "-c", json.dumps(conf), timeout=1800)
@@ -204,8 +206,8 @@ def test_the_training_dag_asks_no_one_for_a_challenger_that_loses_the_gate(env, 
         ("approve", "promote"), "skipped"
     )
     assert output(run, "conclude")["verdict"].startswith("not eligible (held-out AUC")
-    assert versions(home) == [*before, int(outcome["version"])]
-    assert production(home) == champion
+    assert registry_versions(home) == [*before, int(outcome["version"])]
+    assert production_version(home) == champion
 
 
 def test_a_csv_landing_in_the_inbox_is_scored_next_to_it(env, home):

@@ -26,9 +26,9 @@ import psutil
 import pytest
 
 from loadtest.servers import ProcessGroup, free_port
-from tests.airflow.conftest import production, serving_versions, versions
+from tests.airflow.conftest import serving_versions
 from tests.airflow.rest import AirflowAPI, printed_password
-from tests.harness import ROOT
+from tests.harness import ROOT, production_version, registry_versions
 
 # Each test trains, and waits for Airflow's scheduler: on a loaded machine, beyond the suite's
 # default per-test limit.
@@ -148,7 +148,7 @@ def test_make_airflow_prints_the_ui_and_login_and_lists_the_dags(standalone, api
 
 
 def test_an_unanswered_approval_times_out_and_leaves_production_alone(service, home, api):
-    champion, before = production(home), versions(home)
+    champion, before = production_version(home), registry_versions(home)
     served = serving_versions(service.url)
     reloads = service.log.read_text().count("path=/reload")
     conf = {"train_args": WINNER, "approval_timeout_hours": TIMEOUT_SECONDS / 3600, "build": False}
@@ -178,14 +178,14 @@ def test_an_unanswered_approval_times_out_and_leaves_production_alone(service, h
         "verdict": f"v{outcome['version']} timed out: no answer within {TIMEOUT_SECONDS} s; "
         f"Production v{champion} left alone",
     }
-    assert production(home) == champion
-    assert versions(home) == [*before, int(outcome["version"])]  # registered, held
+    assert production_version(home) == champion
+    assert registry_versions(home) == [*before, int(outcome["version"])]  # registered, held
     assert serving_versions(service.url) == served
     assert service.log.read_text().count("path=/reload") == reloads
 
 
 def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, home, api):
-    champion = production(home)
+    champion = production_version(home)
     bentos = home / "bentoml" / "bentos" / "titanic_survival"
     built = {p for p in bentos.iterdir() if p.is_dir()} if bentos.exists() else set()
     conf = {"train_args": WINNER, "auto_approve": True, "build": True}
@@ -203,7 +203,7 @@ def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, h
         "promoted": True,
         "verdict": f"v{new} auto-approved: promoted, imported and served",
     }
-    assert production(home) == new != champion
+    assert production_version(home) == new != champion
     assert len({p for p in bentos.iterdir() if p.is_dir()} - built) == 1  # bentoml build ran
     assert serving_versions(service.url) == {new}
 

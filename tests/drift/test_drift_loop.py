@@ -20,7 +20,15 @@ import pytest
 import requests
 
 from drift import traffic
-from tests.harness import ROOT, Server, predict_then_report, private_env, serving
+from tests.harness import (
+    ROOT,
+    Server,
+    predict_then_report,
+    private_env,
+    production_version,
+    registry_versions,
+    serving,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 TOKEN = "drift-loop-admin-token"
@@ -76,20 +84,6 @@ def _worker_pids(proc: subprocess.Popen) -> set[int]:
     import psutil
 
     return {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-
-
-def _production(home: Path) -> str:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    return str(client.get_model_version_by_alias("titanic", "production").version)
-
-
-def _versions(home: Path) -> list[int]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    return sorted(int(v.version) for v in client.search_model_versions("name = 'titanic'"))
 
 
 def _drift(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -171,7 +165,7 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
     assert loop.returncode == 0, stdout + stderr.read_text()[-3000:]
     assert "PROMOTED" in stdout and "[report] drift=True" in stdout
     assert "[export] 2509 labelled rows (2509 joined from feedback)" in stdout
-    new = _production(home)
+    new = production_version(home)
     assert new != old
     serving = _workers(service.url)
     assert {version for version, _, _ in serving.values()} == {new}
@@ -188,20 +182,24 @@ def test_drifted_labelled_traffic_is_retrained_promoted_and_served_without_resta
 def test_a_second_run_on_the_same_logs_changes_nothing(service, env, home):
     if "new" not in RESULTS:
         pytest.skip("needs the promotion of the test before")
-    versions, before = _versions(home), _workers(service.url)
+    versions, before = registry_versions(home), _workers(service.url)
     done = _drift(env, "retrain", *FAST, "--force", "--min-rows", "1",
                   "--service-url", service.url)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "already trained on these rows" in done.stdout
     assert "already serving it; not reloaded" in done.stdout
-    assert _versions(home) == versions
+    assert registry_versions(home) == versions
     assert _untouched(before, _workers(service.url))
 
 
 def test_a_worse_challenger_is_not_promoted_and_the_service_is_untouched(
     service, env, home, write_log
 ):
-    serving, production, versions = _workers(service.url), _production(home), _versions(home)
+    serving, production, versions = (
+        _workers(service.url),
+        production_version(home),
+        registry_versions(home),
+    )
     (served,) = {version for version, _, _ in serving.values()}
     reloads = service.log.read_text().count("path=/reload")
     models = sorted((home / "bentoml" / "models" / "titanic").iterdir())
@@ -213,8 +211,8 @@ def test_a_worse_challenger_is_not_promoted_and_the_service_is_untouched(
                   "--service-url", service.url)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not promoted" in done.stdout
-    assert _versions(home) == [*versions, versions[-1] + 1]  # registered, not promoted
-    assert _production(home) == production
+    assert registry_versions(home) == [*versions, versions[-1] + 1]  # registered, not promoted
+    assert production_version(home) == production
     assert _untouched(serving, _workers(service.url))
     assert service.log.read_text().count("path=/reload") == reloads
     assert sorted((home / "bentoml" / "models" / "titanic").iterdir()) == models
@@ -246,7 +244,7 @@ except StepFailed as exc:
 def test_a_failed_reload_after_promotion_puts_everything_back(service, env, home):
     if "worse" not in RESULTS:
         pytest.skip("needs the unpromoted challenger of the test before")
-    serving, production = _workers(service.url), _production(home)
+    serving, production = _workers(service.url), production_version(home)
     models = sorted((home / "bentoml" / "models" / "titanic").iterdir())
     latest = (home / "bentoml" / "models" / "titanic" / "latest").read_text()
     done = subprocess.run(
@@ -257,5 +255,5 @@ def test_a_failed_reload_after_promotion_puts_everything_back(service, env, home
     assert "[import] titanic:" in done.stdout  # the candidate did reach the store...
     assert sorted((home / "bentoml" / "models" / "titanic").iterdir()) == models  # ...and left
     assert (home / "bentoml" / "models" / "titanic" / "latest").read_text() == latest
-    assert _production(home) == production
+    assert production_version(home) == production
     assert _untouched(serving, _workers(service.url))
