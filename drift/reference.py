@@ -18,16 +18,15 @@ import pandas as pd
 from pydantic import ValidationError
 
 from drift.config import DriftSettings
-from lifeboat import artifact
 from lifeboat.artifact import (
     BENTO_MODEL,
     METADATA_FILE,
     REFERENCE_FILE,
-    BadReference,
     ModelMetadata,
     has_served_files,
     without_credentials,
 )
+from lifeboat.passenger import FEATURES, LABEL
 from lifeboat.serving.store import using
 
 log = logging.getLogger(__name__)
@@ -47,11 +46,29 @@ class Reference:
     source: str  # "bentoml:<tag>" or "mlflow:models:/<name>/<version>"
 
 
+class BadReference(ValueError):
+    """A reference sample that lacks the passenger columns."""
+
+
+def read_frame(folder: Path) -> pd.DataFrame:
+    """A model folder's reference sample (``lifeboat.artifact``): its features and label, in
+    schema order.
+
+    Raises:
+        BadReference: A feature or the label is missing.
+    """
+    frame = pd.read_csv(folder / REFERENCE_FILE)
+    missing = [c for c in (*FEATURES, LABEL) if c not in frame.columns]
+    if missing:
+        raise BadReference(f"{REFERENCE_FILE} lacks columns {missing}")
+    return frame[[*FEATURES, LABEL]]
+
+
 def read_reference(folder: Path, version: str, source: str) -> Reference:
     """A reference from a model folder (``lifeboat.artifact``); its metadata gets ``version``
     when it has none (a registry version's own files, not imported)."""
     try:
-        frame = artifact.read_reference(folder)
+        frame = read_frame(folder)
         metadata = ModelMetadata.from_folder(folder)
     except (BadReference, ValidationError) as exc:
         raise UnknownModelVersion(f"{source}: {exc}") from exc

@@ -11,23 +11,18 @@ A folder holds:
 - the model card (``model_card.md``, ``model_card.html``, ``reliability.png``), when training
   wrote one (versions trained before cards existed have none).
 
-Imports neither BentoML nor MLflow nor pyspark; pandas only inside :func:`read_reference` (the
-Bento does not ship pandas, and serving never reads the reference).
+Imports neither BentoML nor MLflow nor pyspark, nor pandas (the Bento does not ship it): the
+reference is read with pandas by drift (``drift.reference.read_frame``), which alone needs it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
-
-from lifeboat.passenger import FEATURES, LABEL
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 BENTO_MODEL = "titanic"  # the model's name in the BentoML store
 MODEL_FILE = "model.onnx"
@@ -135,9 +130,10 @@ class ModelMetadata(BaseModel):
 
 
 def write_model_folder(
-    folder: Path, onnx_bytes: bytes, metadata: ModelMetadata, reference: pd.DataFrame
+    folder: Path, onnx_bytes: bytes, metadata: ModelMetadata, reference: Any
 ) -> None:
-    """Write the served files of a freshly trained model into ``folder``."""
+    """Write the served files of a freshly trained model into ``folder`` (``reference``: a pandas
+    DataFrame of the training rows, features and label)."""
     (folder / MODEL_FILE).write_bytes(onnx_bytes)
     metadata.to_file(folder / METADATA_FILE)
     reference.to_csv(folder / REFERENCE_FILE, index=False)
@@ -146,22 +142,3 @@ def write_model_folder(
 def has_served_files(folder: Path) -> bool:
     """Whether ``folder`` holds every file of :data:`SERVED_FILES`."""
     return all((folder / name).is_file() for name in SERVED_FILES)
-
-
-class BadReference(ValueError):
-    """A reference sample that lacks the passenger columns."""
-
-
-def read_reference(folder: Path) -> pd.DataFrame:
-    """A model folder's reference sample: its features and label, in schema order.
-
-    Raises:
-        BadReference: A feature or the label is missing.
-    """
-    import pandas as pd
-
-    frame = pd.read_csv(folder / REFERENCE_FILE)
-    missing = [c for c in (*FEATURES, LABEL) if c not in frame.columns]
-    if missing:
-        raise BadReference(f"{REFERENCE_FILE} lacks columns {missing}")
-    return frame[[*FEATURES, LABEL]]

@@ -16,7 +16,6 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from sklearn.metrics import roc_auc_score
 
@@ -44,7 +43,6 @@ SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 # What the pyfunc needs at load time, pinned to what trained it (no 30 s requirement inference).
 # The passenger schema's kinds as MLflow column types.
 MLFLOW_TYPES = {"int": "long", "float": "double", "category": "string", "text": "string"}
-MODEL_INPUT_TYPES = {**MLFLOW_TYPES, "int": "double"}
 PYFUNC_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas", "pydantic", "pydantic-settings")
 
 
@@ -64,22 +62,9 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in PYFUNC_PACKAGES]
 
 
-def schema_of(columns: Iterable[Column], types: dict[str, str] = MLFLOW_TYPES) -> Schema:
+def schema_of(columns: Iterable[Column]) -> Schema:
     """An MLflow schema of passenger columns (``lifeboat.passenger``): types and optionality."""
-    return Schema([ColSpec(types[c.kind], c.name, required=c.required) for c in columns])
-
-
-def model_signature() -> ModelSignature:
-    """The served pyfunc's signature: the passenger's features in, class and probability out.
-
-    Numbers go in as doubles, as the ONNX graph takes them: MLflow converts ints to doubles
-    (``{"Pclass": 3}`` is fine) but refuses a double for a long column, and Spark hands the
-    integer columns over as doubles. The service validates clients itself
-    (``lifeboat.passenger.Passenger``), with bounds MLflow's schema cannot express.
-    """
-    features = [c for c in COLUMNS if c.role == "feature"]
-    outputs = Schema([ColSpec("long", "survived"), ColSpec("double", "probability")])
-    return ModelSignature(inputs=schema_of(features, MODEL_INPUT_TYPES), outputs=outputs)
+    return Schema([ColSpec(MLFLOW_TYPES[c.kind], c.name, required=c.required) for c in columns])
 
 
 def log_dataset(loaded: Loaded, context: str) -> None:
@@ -111,8 +96,10 @@ def log_served_model(
 ) -> str:
     """Log the ONNX pyfunc with the Spark pipeline, metadata and reference sample; return its URI.
 
-    Runs inside the active MLflow run. The model gets :func:`model_signature` and three
-    reference passengers as its input example.
+    Runs inside the active MLflow run. No signature (and so no input example, from which MLflow
+    would infer one): MLflow 3.17's enforcement refuses an int64 column where the schema says
+    double and a double where it says long, so ``{"Age": 22}`` or Spark's double ``Pclass``
+    would fail. The service validates clients itself (``lifeboat.passenger.Passenger``).
     """
     # Spark's executors write the pipeline's files: on a cluster, into a folder the driver sees
     # only when it is shared.
@@ -131,8 +118,6 @@ def log_served_model(
             },
             code_paths=[str(PROJECT_ROOT / "lifeboat")],
             pip_requirements=pip_requirements(),
-            signature=model_signature(),
-            input_example=reference[list(FEATURES)].head(3),
         )
     return info.model_uri
 

@@ -8,13 +8,12 @@ import json
 import pandas as pd
 import pytest
 
+from drift.reference import BadReference, read_frame
 from lifeboat.artifact import (
     METADATA_FILE,
     REFERENCE_FILE,
-    BadReference,
     ModelMetadata,
     has_served_files,
-    read_reference,
     write_model_folder,
 )
 from lifeboat.passenger import EXAMPLE, FEATURES, LABEL
@@ -47,13 +46,13 @@ def test_a_trained_folder_round_trips_and_the_import_adds_the_registry(tmp_path)
     # The file keeps the registry (drift tells registries apart by it), never its credentials.
     assert stored["tracking_uri"] == "http://mlflow:5000" and stored["version"] == "7"
     assert ModelMetadata.from_folder(tmp_path) == imported
-    assert read_reference(tmp_path).columns.tolist() == [*FEATURES, LABEL]
+    assert read_frame(tmp_path).columns.tolist() == [*FEATURES, LABEL]
 
 
 def test_a_reference_without_a_feature_is_refused(tmp_path):
     reference().drop(columns=["Fare"]).to_csv(tmp_path / REFERENCE_FILE, index=False)
     with pytest.raises(BadReference, match="Fare"):
-        read_reference(tmp_path)
+        read_frame(tmp_path)
 
 
 def test_serving_refuses_a_folder_that_was_never_imported(tmp_path):

@@ -219,19 +219,21 @@ def test_the_card_shows_the_promotion_outcome_and_it_is_rewritten_in_the_logged_
     families = {"logreg": {"cv_auc": 0.84, "heldout_auc": 0.85}}
     evidence = Evidence("titanic v3", {"data": "abc"}, families, "logreg", frame, y, p)
     write_card(tmp_path / "card", evidence)
-    md = (tmp_path / "card" / card.CARD_MARKDOWN).read_text()
+    md = (tmp_path / "card" / artifact.CARD_MARKDOWN).read_text()
     assert f"## Promotion\n\n<!-- promotion outcome -->\n{PENDING}\n" in md
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("cards", artifact_location=(tmp_path / "art").as_uri())
     run_id = client.create_run(experiment).info.run_id
-    client.log_artifacts(run_id, str(tmp_path / "card"), card.CARD_ARTIFACTS)
+    client.log_artifacts(run_id, str(tmp_path / "card"), artifact.CARD_ARTIFACTS)
     for outcome in ("Kept as challenger (alias challenger): held", "Refused: <worse> & live"):
         assert set_outcome(run_id, outcome, uri) is True
-        got = Path(client.download_artifacts(run_id, card.CARD_ARTIFACTS, str(tmp_path / "got")))
-        md = (got / card.CARD_MARKDOWN).read_text()
-        page = (got / card.CARD_HTML).read_text()
+        got = Path(
+            client.download_artifacts(run_id, artifact.CARD_ARTIFACTS, str(tmp_path / "got"))
+        )
+        md = (got / artifact.CARD_MARKDOWN).read_text()
+        page = (got / artifact.CARD_HTML).read_text()
         assert md.count("<!-- promotion outcome -->") == 1 and PENDING not in md
         assert f"<!-- promotion outcome -->\n{outcome}\n<!-- /promotion outcome -->" in md
         escaped = outcome.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
