@@ -69,3 +69,57 @@ def test_the_monitor_retrains_only_through_its_branch(parsed):
     assert tasks["drifted"]["operator"] == "_BranchPythonDecoratedOperator"
     assert tasks["drifted"]["downstream"] == ["retrain"]
     assert tasks["retrain"]["downstream"] == ["conclude", "decide", "promote"]
+
+
+FORM = """
+import json, sys
+from datetime import timedelta
+sys.path.insert(0, "dags")
+from lifeboat_tasks import gate
+outcome = json.loads(sys.argv[1])
+print(json.dumps(gate.describe(outcome, False, timedelta(hours=24))))
+"""
+
+
+def outcome(shadow: dict | None) -> dict:
+    return {
+        "model_name": "titanic", "version": "5", "production_version": "4",
+        "challenger": "rf", "heldout_auc": 0.87, "production_auc": 0.85, "baseline_auc": 0.78,
+        "reason": "better by 0.02", "run_id": "r", "experiment_id": "1", "shadow": shadow,
+    }  # fmt: skip
+
+
+def form(env: dict, shadow: dict | None) -> str:
+    import json
+    import subprocess
+
+    from tests.airflow.conftest import AIRFLOW_VENV
+
+    done = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", FORM, json.dumps(outcome(shadow))],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])["body"]
+
+
+def test_the_approval_form_shows_the_live_shadow_evidence_beside_the_offline_figures(airflow_env):
+    side = {"auc": 0.80, "accuracy": 0.79}
+    judged = {
+        "verdict": "worse",
+        "why": "AUC difference interval [-0.08, -0.02] is below 0",
+        "comparison": {
+            "labelled_rows": 600, "rows": 900, "agreement": 0.91,
+            "shadow_version": "5", "production_version": "4",
+            "shadow": side, "production": {"auc": 0.86, "accuracy": 0.83},
+            "difference": {"auc": -0.06, "accuracy": -0.04},
+        },
+    }  # fmt: skip
+    body = form(airflow_env, judged)
+    assert "| challenger v5 (rf) | 0.8700 |" in body  # the offline figures
+    assert "**Live traffic (shadow)**: worse — AUC difference interval" in body
+    assert "| shadow v5 | 0.8000 | 0.7900 |" in body
+    assert "| Production v4 | 0.8600 | 0.8300 |" in body
+    assert "| difference | -0.0600 | -0.0400 |" in body
+    assert "Agreement 0.9100 on 900 requests." in body
+    assert "no evidence in this outcome" in form(airflow_env, None)
