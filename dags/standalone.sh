@@ -30,4 +30,5 @@ written at the first start and printed below as "Password for user 'admin'")
 DAGs: $AIRFLOW__CORE__DAGS_FOLDER (they start paused: switch one on to let it run);
 tasks run $LIFEBOAT_PYTHON in $project. Ctrl+C stops every component.
 MSG
-exec "$venv/bin/airflow" standalone
+# Its own session: Ctrl+C reaches only the launcher, which passes one SIGINT on (tools/foreground.py).
+exec "$venv/bin/python" "$project/tools/foreground.py" "$venv/bin/airflow" standalone

@@ -63,6 +63,14 @@ def answers(url: str, timeout: float = 1) -> bool:
     return False
 
 
+def _as_a_terminal_job() -> None:
+    """Ctrl+C and Ctrl+\\ act as they do on a terminal's job, even where this Python was
+    started with them ignored (a non-interactive shell's background job, as CI's runner is), which
+    every child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class ProcessGroup:
     """A command in a process group of its own, logging to a file; stopping it stops every
     process it started (BentoML's workers, Spark's executors, a server's children)."""
@@ -94,6 +102,7 @@ class ProcessGroup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopping it stops the workers
+                preexec_fn=_as_a_terminal_job,
             )
         self.started = time.monotonic()
         return self
@@ -135,9 +144,14 @@ class ProcessGroup:
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM to the group, up to ``grace`` seconds for the leader to exit, then SIGKILL to
-        whatever of the group is left (workers outlive a leader that exits first)."""
+        whatever of the group is left (workers outlive a leader that exits first) and to any
+        descendant that had moved to a session of its own (tools/foreground.py's)."""
         if self.process is None:
             return
+        try:
+            descendants = self.tree()[1:]
+        except psutil.Error:
+            descendants = []
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -145,6 +159,9 @@ class ProcessGroup:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+        for process in descendants:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
     def __enter__(self) -> ProcessGroup:
         return self.start()

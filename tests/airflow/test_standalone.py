@@ -12,6 +12,7 @@ REST API, as the UI does; Ctrl+C, last, must stop every component.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,9 +49,14 @@ TIMEOUT_SECONDS = 20
 @dataclass
 class Standalone:
     port: int
-    process: subprocess.Popen
+    group: ProcessGroup
     log: Path
     seconds_to_ready: float
+
+    @property
+    def process(self) -> subprocess.Popen:
+        assert self.group.process is not None
+        return self.group.process
 
     @property
     def url(self) -> str:
@@ -66,15 +72,20 @@ class Standalone:
         return self.log.read_text(errors="replace")
 
     def processes(self) -> list[psutil.Process]:
-        """Everything still running in its process group (what Ctrl+C reaches)."""
-        found = []
-        for process in psutil.process_iter():
-            try:
-                if os.getpgid(process.pid) == self.process.pid and process.status() != "zombie":
-                    found.append(process)
-            except (ProcessLookupError, psutil.Error):
-                continue
-        return found
+        """``make airflow`` and everything under it: Airflow's components run in a session of
+        their own (tools/foreground.py), so that Ctrl+C reaches only the launcher."""
+        with contextlib.suppress(psutil.Error):
+            return self.group.tree()
+        return []
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +109,7 @@ def standalone(env, service, tmp_path_factory):
         cwd=ROOT,
     ).start()  # its own group, as a terminal's foreground job is
     process = group.process
-    running = Standalone(port, process, log, 0.0)
+    running = Standalone(port, group, log, 0.0)
     try:
         # "Airflow is ready" counts the scheduler, DAG processor and triggerer; the UI (the API
         # server) may still be starting then.
@@ -210,12 +221,15 @@ def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, h
 
 def test_ctrl_c_stops_every_component(standalone):
     components = standalone.processes()
-    assert len(components) >= 5, components  # make, standalone, scheduler, api-server, …
+    assert len(components) >= 6, components  # make, launcher, standalone, scheduler, api-server, …
     os.killpg(standalone.process.pid, signal.SIGINT)  # what Ctrl+C sends to the foreground job
-    deadline = time.monotonic() + 60
-    while (left := standalone.processes()) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # the launcher's own grace: none of it is needed
+    while (left := alive(components)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, [p.cmdline() for p in left]
+    said = standalone.output()
+    assert "standalone | Complete" in said  # Airflow stopped its components itself
+    assert "terminating the rest" not in said and "killing the rest" not in said
     assert "standalone | Complete" in standalone.output()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", standalone.port), 2):
         pass
