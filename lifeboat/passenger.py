@@ -1,17 +1,19 @@
 """The passenger schema: the one definition shared by training, serving, drift and load tests.
 
 Every consumer derives what it needs from ``COLUMNS``: the service's pydantic model
-(:class:`Passenger`), Spark's read schema and row checks (``training.data``), the drift
-report's column mapping and the load test's sampling. Nothing here imports pyspark, mlflow
-or evidently, so the Bento stays small and ``import service`` stays cheap.
+(:class:`Passenger`), the registered MLflow model's signature (:class:`ModelInput`), Spark's
+read schema and row checks (``training.data``), the drift report's column mapping and the load
+test's sampling. Nothing here imports pyspark, mlflow or evidently, so the Bento stays small and
+``import service`` stays cheap.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 Kind = Literal["int", "float", "category", "text"]
 Role = Literal["feature", "label", "id", "ignored"]
@@ -99,10 +101,10 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
 REQUIRED_FEATURES: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
 
 
-def _annotation(col: Column) -> Any:
+def _annotation(col: Column, literal_choices: bool = True) -> Any:
     # Integer choices stay plain (strict) ints bounded by _field: Literal[1, 2, 3] would accept
     # True, which equals 1 in Python.
-    if col.choices is not None and col.kind != "int":
+    if literal_choices and col.choices is not None and col.kind != "int":
         base: Any = Literal[col.choices]
     else:
         base = {"int": int, "float": float, "category": str, "text": str}[col.kind]
@@ -140,6 +142,43 @@ Passenger: type[BaseModel] = create_model(  # type: ignore[call-overload]
     __doc__="A passenger as clients send it: Kaggle's columns, the seven features required or "
     "nullable as documented, PassengerId/Name/Ticket/Cabin optional and never used.",
     **{c.name: (_annotation(c), _field(c)) for c in COLUMNS},
+)
+
+
+class _Features(BaseModel):
+    # extra: a frame of whole Kaggle rows (Name, Ticket, the label) scores by its features.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _nan_is_missing(cls, value: Any) -> Any:
+        # pandas holds a missing number as NaN: it is a missing value, not a number.
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    @field_validator("*")
+    @classmethod
+    def _one_of_the_choices(cls, value: Any, info: ValidationInfo) -> Any:
+        # MLflow's type hints take no Literal: the text choices are checked here instead.
+        choices = BY_NAME[str(info.field_name)].choices
+        if value is not None and choices is not None and value not in choices:
+            raise ValueError(f"must be one of {list(choices)}")
+        return value
+
+
+ModelInput: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "ModelInput",
+    __base__=_Features,
+    __doc__="One row as the registered MLflow model takes it: the seven features, typed, bounded "
+    "and required or nullable as in ``COLUMNS``. Its ``predict`` type hint, from which MLflow "
+    "takes the model's signature and validates input (strictly: an int column must hold ints).",
+    **{
+        c.name: (
+            _annotation(c, literal_choices=False),
+            _field(c),
+        )
+        for c in COLUMNS
+        if c.role == "feature"
+    },
 )
 
 

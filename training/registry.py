@@ -26,7 +26,7 @@ from lifeboat.artifact import (
     ModelMetadata,
     write_model_folder,
 )
-from lifeboat.passenger import COLUMNS, FEATURES, LABEL, Column
+from lifeboat.passenger import COLUMNS, EXAMPLE, FEATURES, LABEL, Column
 from lifeboat.settings import PROJECT_ROOT, Settings
 from training import runs, slices
 from training.runs import exclusive
@@ -96,10 +96,9 @@ def log_served_model(
 ) -> str:
     """Log the ONNX pyfunc with the Spark pipeline, metadata and reference sample; return its URI.
 
-    Runs inside the active MLflow run. No signature (and so no input example, from which MLflow
-    would infer one): MLflow 3.17's enforcement refuses an int64 column where the schema says
-    double and a double where it says long, so ``{"Age": 22}`` or Spark's double ``Pclass``
-    would fail. The service validates clients itself (``lifeboat.passenger.Passenger``).
+    Runs inside the active MLflow run. Its signature comes from the pyfunc's type hint
+    (``training/served_model.py``: a list of :data:`lifeboat.passenger.ModelInput`), its input
+    example is :data:`lifeboat.passenger.EXAMPLE`.
     """
     # Spark's executors write the pipeline's files: on a cluster, into a folder the driver sees
     # only when it is shared.
@@ -117,6 +116,7 @@ def log_served_model(
                 "spark_pipeline": str(folder / "spark_pipeline"),
             },
             code_paths=[str(PROJECT_ROOT / "lifeboat")],
+            input_example=[EXAMPLE],
             pip_requirements=pip_requirements(),
         )
     return info.model_uri
@@ -186,7 +186,14 @@ def score_version(name: str, version: str, passengers: pd.DataFrame) -> np.ndarr
 def score_uri(model_uri: str, passengers: pd.DataFrame) -> np.ndarray:
     """P(survived) from a logged model's served (ONNX) form."""
     model = mlflow.pyfunc.load_model(model_uri)
-    return model.predict(passengers[list(FEATURES)])["probability"].to_numpy(dtype=float)
+    return model.predict(model_input(passengers))["probability"].to_numpy(dtype=float)
+
+
+def model_input(passengers: pd.DataFrame) -> pd.DataFrame:
+    """The features as the registered model's signature takes them: Spark hands the integer
+    columns over as doubles, which MLflow refuses for an int (they are required, never NaN)."""
+    ints = {c.name: "int64" for c in COLUMNS if c.role == "feature" and c.kind == "int"}
+    return passengers[list(FEATURES)].astype(ints)
 
 
 @dataclass(frozen=True)

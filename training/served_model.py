@@ -11,23 +11,24 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from lifeboat.passenger import FEATURES
+from lifeboat.passenger import FEATURES, ModelInput
 
 
 class TitanicOnnxModel(PythonModel):
-    """pyfunc wrapper: a DataFrame of passengers in, ``survived`` and ``probability`` out."""
+    """pyfunc wrapper: passengers in, ``survived`` and ``probability`` out (a DataFrame).
+
+    The type hint of ``predict`` is the model's signature: MLflow validates every row against
+    :data:`lifeboat.passenger.ModelInput` (strictly: an int column must hold ints) and hands the
+    rows over as its instances, whether they came as a DataFrame or as a list of dicts.
+    """
 
     def load_context(self, context) -> None:
         from lifeboat.scoring import OnnxScorer
 
         self.scorer = OnnxScorer.from_path(context.artifacts["onnx"])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        frame = model_input.astype(object).where(model_input.notna(), None)
-        columns = {
-            name: frame[name].tolist() if name in frame else [None] * len(frame)
-            for name in FEATURES
-        }
+    def predict(self, context, model_input: list[ModelInput], params=None) -> pd.DataFrame:
+        columns = {name: [getattr(row, name) for row in model_input] for name in FEATURES}
         probability = self.scorer.predict_proba(columns)
         return pd.DataFrame(
             {"survived": (probability >= 0.5).astype(int), "probability": probability}

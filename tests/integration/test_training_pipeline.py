@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from lifeboat.passenger import FEATURES
+from lifeboat.passenger import BY_NAME, EXAMPLE, FEATURES
 from tests.harness import DATA
 from training.data import file_sha256
 
@@ -139,3 +139,25 @@ def test_extra_rows_join_training_only(spark):
 
     assert held_out_ids(more) == held_out_ids(alone)
     assert more.train_rows == alone.train_rows + 100
+
+
+def test_the_registered_model_has_a_signature_and_an_input_example(trained, settings):
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/titanic/{trained.version}")
+    [row] = model.metadata.signature.inputs.to_dict()  # a list of passengers: one object
+    kinds = {"int": "long", "float": "double", "category": "string"}
+    assert row["properties"] == {
+        name: {"type": kinds[BY_NAME[name].kind], "required": BY_NAME[name].required}
+        for name in FEATURES
+    }
+    assert model.input_example == [EXAMPLE]
+    assert 0 < model.predict(model.input_example)["probability"][0] < 1
+
+
+def test_the_registered_model_refuses_a_bad_row_naming_the_field(trained, settings):
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/titanic@production")
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Pclass"):
+        model.predict([{**EXAMPLE, "Pclass": 3.5}])
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Embarked"):
+        model.predict([{**EXAMPLE, "Embarked": "X"}])

@@ -14,6 +14,7 @@ from lifeboat.passenger import (
     EXAMPLE,
     FEATURES,
     NUMERIC_FEATURES,
+    ModelInput,
     Passenger,
     parse_csv_field,
 )
@@ -143,3 +144,43 @@ def test_csv_fields_are_typed_as_json_clients_send_them(name, text, value):
 def test_a_number_column_holding_something_else_is_an_error(name, text):
     with pytest.raises(ValueError):
         parse_csv_field(name, text)
+
+
+# The registered MLflow model's rows: MLflow validates them with strict=True.
+def model_input(**row):
+    return ModelInput.model_validate(row, strict=True)
+
+
+def test_model_input_takes_the_features_and_ignores_the_rest_of_a_kaggle_row():
+    assert tuple(ModelInput.model_fields) == FEATURES
+    row = model_input(**EXAMPLE, Name="Braund, Mr. Owen Harris", Survived=0, Cabin=None)
+    assert row.model_dump() == {**EXAMPLE, "Age": 22.0}
+
+
+def test_model_input_reads_pandas_nan_as_missing():
+    row = model_input(**{**EXAMPLE, "Age": math.nan, "Fare": math.nan, "Embarked": math.nan})
+    assert (row.Age, row.Fare, row.Embarked) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("Pclass", 4),
+        ("Pclass", 2.0),  # a double column: registry.model_input casts Spark's
+        ("Pclass", math.nan),
+        ("Sex", "x"),
+        ("Sex", None),
+        ("Age", -1),
+        ("Age", math.inf),
+        ("SibSp", 1.5),
+        ("Parch", None),
+        ("Fare", "cheap"),
+        ("Embarked", "Z"),
+    ],
+)
+def test_model_input_refuses_what_the_service_refuses(field, value):
+    with pytest.raises(ValidationError) as err:
+        model_input(**{**EXAMPLE, field: value})
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
+    with pytest.raises(ValidationError):
+        Passenger(**{**EXAMPLE, field: value})
