@@ -345,6 +345,20 @@ def server_env(work: Path) -> dict[str, str]:
 # -------------------------------------------------------------------------------- cli
 
 
+def run_meta(**fields: Any) -> dict[str, Any]:
+    """What a benchmark's results file says about its run: when, on how many CPUs, under what
+    load (a warning when other work is running: it lowers every number measured), and
+    ``fields``."""
+    if (busy := os.getloadavg()[0]) > (os.cpu_count() or 1) / 2:
+        log.warning("load average %.1f: other work will lower every number measured", busy)
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_avg_before": busy,
+        **fields,
+    }
+
+
 @app.command()
 def bench(
     users: list[int] = typer.Option([1, 8, 32, 64], "--users", help="Concurrency levels."),
@@ -361,17 +375,12 @@ def bench(
     out = out or settings.reports_dir / "bench"
     raw = out / "locust"
     raw.mkdir(parents=True, exist_ok=True)
-    if (busy := os.getloadavg()[0]) > (os.cpu_count() or 1) / 2:
-        log.warning("load average %.1f: other work will lower every number measured", busy)
-    meta: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "load_avg_before": os.getloadavg()[0],
-        "duration_s": duration,
-        "batch_size": batch_size,
-        "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("bentoml", "locust", "mlflow", "pyspark")},
-    }
+    meta = run_meta(
+        duration_s=duration,
+        batch_size=batch_size,
+        python=platform.python_version(),
+        versions={p: version(p) for p in ("bentoml", "locust", "mlflow", "pyspark")},
+    )
     model = ensure_bento_model(settings)
     meta["model"], models = str(model.tag), Path(model.path).parents[1]
     with tempfile.TemporaryDirectory(prefix="lifeboat-bench-") as tmp:

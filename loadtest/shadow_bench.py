@@ -21,7 +21,6 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from loadtest.bench import (
     SHIPPED,
     ensure_bento_model,
     run_locust,
+    run_meta,
     server_env,
     shadowed_home,
     warm_up,
@@ -147,14 +147,7 @@ def compare(
     out = out or settings.reports_dir / "bench" / "shadow"
     raw = out / "locust"
     raw.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "load_avg_before": os.getloadavg()[0],
-        "users": users,
-        "duration_s": duration,
-        "pairs": pairs,
-    }
+    meta = run_meta(users=users, duration_s=duration, pairs=pairs)
     model = ensure_bento_model(settings)
     meta["model"] = str(model.tag)
     with (
