@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,27 @@ def printed_password(log: str) -> str:
     found = PASSWORD_LINE.findall(log)
     assert found, f"no admin password printed:\n{log[-3000:]}"
     return found[-1]
+
+
+def wait_pause_seen(
+    scheduler_log: Callable[[], str], dag_id: str, run_id: str, task_id: str, timeout: float = 120
+) -> None:
+    """Until the scheduler has taken the executor's report of the try that parked ``task_id`` in
+    awaiting_input.
+
+    Airflow 3.3.2 fails an approval answered before that: the answer puts the task back in the
+    queue, and the late report of the parking try, "finished with state success", then looks like
+    a task killed behind the scheduler's back (its log: "Marking task as FAILED", the state
+    mismatch). A person takes longer than that; a test must wait for it.
+    """
+    seen = (
+        "Received executor event with state success for task instance "
+        f"TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number=1"
+    )
+    deadline = time.monotonic() + timeout
+    while seen not in scheduler_log():
+        assert time.monotonic() < deadline, f"the scheduler never saw {task_id} paused: {seen}"
+        time.sleep(0.5)
 
 
 @dataclass

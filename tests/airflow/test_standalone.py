@@ -28,7 +28,7 @@ import pytest
 
 from loadtest.servers import ProcessGroup, free_port
 from tests.airflow.conftest import serving_versions
-from tests.airflow.rest import AirflowAPI, printed_password
+from tests.airflow.rest import AirflowAPI, printed_password, wait_pause_seen
 from tests.harness import ROOT, production_version, registry_versions
 
 # Each test trains, and waits for Airflow's scheduler: on a loaded machine, beyond the suite's
@@ -195,8 +195,61 @@ def test_an_unanswered_approval_times_out_and_leaves_production_alone(service, h
     assert service.log.read_text().count("path=/reload") == reloads
 
 
-def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, home, api):
-    champion = production_version(home)
+@pytest.fixture(scope="module")
+def champion(home) -> str:
+    """The session's Production, which never saw the held-out rows: every WINNER beats it."""
+    return production_version(home)
+
+
+def back_to(home: Path, version: str) -> None:
+    """Production back to ``version`` in the registry, as a rollback does (the service keeps
+    serving what it serves until a promotion reloads it)."""
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{home / 'mlflow.db'}").set_registered_model_alias(
+        "titanic", "production", version
+    )
+
+
+def test_an_approval_answered_in_the_ui_promotes_and_serves_the_challenger(
+    service, home, api, champion, standalone
+):
+    """The reviewer's Approve, sent as the UI's Required Actions form sends it (``PATCH
+    …/hitlDetails`` as the signed-in admin), resumes the task and ships the challenger."""
+    back_to(home, champion)
+    conf = {"train_args": WINNER, "build": False}
+
+    run_id = api.trigger("lifeboat_train", conf)
+    api.wait_task("lifeboat_train", run_id, "approve", "awaiting_input", timeout=1200)
+    asked = api.hitl("lifeboat_train", run_id, "approve")
+    wait_pause_seen(standalone.output, "lifeboat_train", run_id, "approve")
+    answered = api.answer("lifeboat_train", run_id, "approve", "Approve")
+    state = api.wait_run("lifeboat_train", run_id, timeout=900)
+
+    tasks = api.tasks("lifeboat_train", run_id)
+    assert state == "success", (tasks, api.log("lifeboat_train", run_id, "approve")[-4000:])
+    outcome = api.output("lifeboat_train", run_id, "train")
+    new = outcome["version"]
+    assert outcome["passed_gate"] is True and outcome["production_version"] == champion
+    assert asked["subject"] == f"Promote titanic v{new} to Production?"
+    assert answered["chosen_options"] == ["Approve"]
+    assert answered["responded_by"]["name"] == "admin"
+    assert (tasks["approve"], tasks["promote"]) == ("success", "success")
+    assert api.output("lifeboat_train", run_id, "approve", key="answer") == {
+        "option": "Approve",
+        "by": "admin",
+        "timed_out": False,
+    }
+    assert api.output("lifeboat_train", run_id, "conclude") == {
+        "promoted": True,
+        "verdict": f"v{new} approved by admin: promoted, imported and served",
+    }
+    assert production_version(home) == new != champion
+    assert serving_versions(service.url) == {new}
+
+
+def test_auto_approve_promotes_builds_and_serves_a_winning_challenger(service, home, api, champion):
+    back_to(home, champion)
     bentos = home / "bentoml" / "bentos" / "titanic_survival"
     built = {p for p in bentos.iterdir() if p.is_dir()} if bentos.exists() else set()
     conf = {"train_args": WINNER, "auto_approve": True, "build": True}
