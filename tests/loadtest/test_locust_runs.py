@@ -81,7 +81,7 @@ def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, 
     since = datetime.now().isoformat(timespec="seconds")
     run = locust(served, tmp_path, "--drift-share", "1", "--labelled", "--tags", "single",
                  "--feedback-token", SERVED_FEEDBACK_TOKEN, "--feedback-delay", "1",
-                 "--max-p99-ms", "5000", seconds=6)  # fmt: skip
+                 "--max-p99-ms", "5000", "--stop-timeout", "10", seconds=6)  # fmt: skip
     assert run.returncode == 0, run.output
     sent = int(run.stats["/predict_titanic (drifted)"]["Request Count"])
     assert sent >= 60 and "/predict_titanic" not in run.stats
@@ -97,8 +97,10 @@ def test_labelled_drifted_load_is_what_the_drift_report_flags(served, tmp_path, 
     summary = json.loads((folder / "summary.json").read_text())
     assert {"Pclass", "Fare", "Age"} <= set(summary["drifted_features"])
     # Every record of the window is this run's, each labelled through the feedback channel and
-    # none inline; Locust's final statistics may miss the last fraction of a second of
-    # requests, so the log holds at least what it counted.
+    # none inline: --stop-timeout lets a request in flight at the stop get its answer, so its
+    # label goes too (without it, the service logged a prediction whose answer Locust never
+    # read: 1644 rows, 1643 labelled). Locust's final statistics may miss the last fraction of
+    # a second of requests, so the log holds at least what it counted.
     assert summary["rows"]["current"] == summary["rows"]["labelled"] >= sent
     assert summary["feedback"]["joined"] == summary["rows"]["current"]
     assert summary["feedback"]["unmatched"] == summary["feedback"]["claimed_inline"] == 0
