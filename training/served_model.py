@@ -27,7 +27,9 @@ class TitanicOnnxModel(PythonModel):
 
         self.scorer = OnnxScorer.from_path(context.artifacts["onnx"])
 
-    def predict(self, context, model_input: list[ModelInput], params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: list[ModelInput], params=None):
+        # Returns a DataFrame, unannotated: MLflow reads a return annotation and logs that it
+        # cannot describe a DataFrame (the signature's output is Any either way).
         columns = {name: [getattr(row, name) for row in model_input] for name in FEATURES}
         probability = self.scorer.predict_proba(columns)
         return pd.DataFrame(
