@@ -275,6 +275,24 @@ def production_version(home: Path) -> str:
     return str(client.get_model_version_by_alias("titanic", "production").version)
 
 
+def set_production(home: Path, version: str) -> None:
+    """Point the production alias of ``<home>/mlflow.db`` at ``version``, as a rollback does."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    client.set_registered_model_alias("titanic", "production", version)
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``processes`` that are still running (a zombie has stopped)."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
 def registry_versions(home: Path) -> list[int]:
     """Every registered version of ``titanic`` in ``<home>/mlflow.db``, in order."""
     from mlflow import MlflowClient

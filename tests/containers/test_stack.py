@@ -476,18 +476,17 @@ def approved_in_the_ui(stack: Stack, ui: str) -> None:
     # held-out rows (--extra-data), beats it for certain; v2 had learned them too.
     MlflowClient(tracking_uri=stack.mlflow).set_registered_model_alias("titanic", "production", "1")
     wait_for(lambda: set(replica_versions(stack).values()) == {"1"}, 60, what="replicas on v1")
-    logs = stack.compose("logs", "--no-color", "airflow", profiles="airflow").stdout
-    api = AirflowAPI(ui, printed_password(logs))
+
+    def airflow_log() -> str:  # the password printed at the first start, the scheduler's lines
+        return stack.compose("logs", "--no-color", "airflow", profiles="airflow").stdout
+
+    api = AirflowAPI(ui, printed_password(airflow_log()))
     started = time.monotonic()
     conf = {"train_args": ["--quick", "--folds", "2", "--extra-data", "data/titanic.csv"]}
     run_id = api.trigger("lifeboat_train", conf)
     api.wait_task("lifeboat_train", run_id, "approve", "awaiting_input", timeout=1200)
     asked = api.hitl("lifeboat_train", run_id, "approve")
-
-    def scheduler_log() -> str:
-        return stack.compose("logs", "--no-color", "airflow", profiles="airflow").stdout
-
-    wait_pause_seen(scheduler_log, "lifeboat_train", run_id, "approve")
+    wait_pause_seen(airflow_log, "lifeboat_train", run_id, "approve")
     answered = api.answer("lifeboat_train", run_id, "approve", "Approve")
     state = api.wait_run("lifeboat_train", run_id, timeout=600)
     stack.timings["airflow_train_approve_promote"] = time.monotonic() - started

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.harness import ROOT
+from tests.harness import ROOT, still_running
 
 LAUNCHER = ROOT / "tools" / "foreground.py"
 
@@ -57,13 +57,6 @@ def grandchild(folder: Path) -> psutil.Process:
     return psutil.Process(int((folder / "child").read_text()))
 
 
-def gone(process: psutil.Process) -> bool:
-    try:
-        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_ctrl_c_reaches_the_command_once_and_its_leftovers_are_stopped(tmp_path):
     launcher = launch(tmp_path, "exits")
     child = grandchild(tmp_path)
@@ -74,9 +67,9 @@ def test_ctrl_c_reaches_the_command_once_and_its_leftovers_are_stopped(tmp_path)
     assert "Stopping (signal 2)" in output
     assert "terminating the rest" not in output
     deadline = time.monotonic() + 15
-    while not gone(child) and time.monotonic() < deadline:
+    while still_running([child]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert gone(child)  # left behind by the command, stopped by the launcher
+    assert not still_running([child])  # left behind by the command, stopped by the launcher
 
 
 def test_a_command_that_will_not_stop_is_terminated_after_the_grace(tmp_path):
@@ -87,4 +80,4 @@ def test_a_command_that_will_not_stop_is_terminated_after_the_grace(tmp_path):
     assert (tmp_path / "signals").read_text() == "INT\n"
     assert "terminating the rest" in output
     assert launcher.returncode == 128 + signal.SIGTERM, output
-    assert gone(child)
+    assert not still_running([child])
