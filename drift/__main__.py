@@ -304,6 +304,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{p['live_accuracy']} (held-out {p['heldout_accuracy']}) on "
             f"{perf['labelled_rows']} labelled rows"
         )
+    from drift.report import live_slice_blocks
+
+    if content := live_slice_blocks(summary):
+        from training.model_card import markdown
+
+        typer.echo("\n" + markdown(content).rstrip())
     if "shadow" in summary:
         from drift.shadow import lines
 

@@ -27,6 +27,7 @@ from drift.stats import performance, performance_by_slice
 from drift.tracking import DriftRun
 from lifeboat import exits
 from lifeboat.passenger import LABEL
+from training import model_card, slices
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,10 @@ def analyse(options: ReportOptions, settings: DriftSettings) -> ReportOutcome:
     live = performance(current, LABEL, reference.metadata)
     summary = summarise(options, scan, version, reference, comparison, len(current))
     summary["performance"] = None if live is None else live.as_dict()
-    summary["performance_by_slice"] = performance_by_slice(current, LABEL)
+    live_slices = performance_by_slice(current, LABEL)
+    summary["performance_by_slice"] = (
+        None if live_slices is None else [s.as_dict() for s in live_slices]
+    )
     # A second pass over the same logs: every request a shadow scored too (drift.shadow).
     summary["shadow"] = shadow.evidence(
         options.logs, options.since, settings, options.inline_labels
@@ -201,11 +205,19 @@ def write(
     outcome.summary["mlflow_run_id"] = outcome.run_id
     html, summary = outcome.folder / HTML_FILE, outcome.folder / SUMMARY_FILE
     outcome.comparison.snapshot.save_html(str(html))
-    if "shadow" in outcome.summary:  # Evidently's page, with the shadow evidence at its end
+    # Evidently's page, with the live figures by slice and the shadow evidence at its end.
+    sections = ""
+    if content := live_slice_blocks(outcome.summary):
+        sections += (
+            '<section id="slices" style="font-family:sans-serif;margin:2em">'
+            f"{model_card.html_body(content, top='h2')}</section>"
+        )
+    if "shadow" in outcome.summary:
+        sections += shadow.html(outcome.summary["shadow"])
+    if sections:
         page = html.read_text(encoding="utf-8")
-        section = shadow.html(outcome.summary["shadow"])
         at = page.rfind("</body>")
-        html.write_text(page[:at] + section + page[at:] if at >= 0 else page + section)
+        html.write_text(page[:at] + sections + page[at:] if at >= 0 else page + sections)
     summary.write_text(json.dumps(outcome.summary, indent=2))
     outcome.files = [html, summary]
     if run is not None:
@@ -222,6 +234,22 @@ def write(
         except Exception as exc:  # as with MLflow: a dashboard outage must not hide the verdict
             log.warning("verdict not pushed to %s: %s", settings.pushgateway_url, exc)
     return outcome
+
+
+def live_slice_blocks(summary: dict[str, Any]) -> list[model_card.Block]:
+    """The live figures by slice as the model card shows its held-out ones (none without
+    feedback labels): the report page's section and the console's table."""
+    if not summary.get("performance_by_slice"):
+        return []
+    found = [slices.Slice.from_dict(d) for d in summary["performance_by_slice"]]
+    min_rows, worse_by = slices.limits()
+    labelled = summary["performance"]["labelled_rows"]
+    return [
+        model_card.Heading(f"Live figures by slice (v{summary['model_version']})"),
+        f"On the {labelled} logged predictions whose outcome came back; the same slices as the "
+        "version's model card, classified at the serving threshold.",
+        *model_card.slice_blocks(found, min_rows, worse_by, f"all {labelled} labelled rows"),
+    ]
 
 
 def log_to_mlflow(run: DriftRun, outcome: ReportOutcome, options: ReportOptions) -> None:
@@ -258,6 +286,9 @@ def log_to_mlflow(run: DriftRun, outcome: ReportOutcome, options: ReportOptions)
         )
     for key, value in (s["performance"] or {}).items():
         figures[key] = value
+    for found in map(slices.Slice.from_dict, s["performance_by_slice"] or []):
+        for name in ("rows", "auc", "accuracy"):
+            figures[f"live_slice/{found.metric_key}/{name}"] = getattr(found.figures, name)
     run.metrics(figures)
     run.tags(
         {

@@ -14,14 +14,14 @@ stable, 0.1 to 0.2 a moderate shift, above 0.2 a significant one (the default th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from lifeboat.artifact import ModelMetadata
-from training.slices import by_slice
+from training.slices import Slice, by_slice
 
 EPSILON = 1e-4
 DEFAULT_BINS = 10
@@ -127,11 +127,11 @@ def performance(rows: pd.DataFrame, label: str, metadata: ModelMetadata) -> Perf
     )
 
 
-def performance_by_slice(rows: pd.DataFrame, label: str) -> list[dict] | None:
-    """Live figures by the model card's slices (``training.slices``) on rows with the label."""
+def performance_by_slice(rows: pd.DataFrame, label: str) -> list[Slice] | None:
+    """Live figures by the model card's slices (``training.slices``) on rows with the label,
+    flagged against all labelled rows."""
     labelled = rows[rows[label].notna()].reset_index(drop=True)
     if labelled.empty:
         return None
     y = labelled[label].astype(int).to_numpy()
-    found = by_slice(labelled, y, labelled["probability"].to_numpy(dtype=float))
-    return [{"slice": s.name, **asdict(s.figures), "flags": list(s.flags)} for s in found]
+    return by_slice(labelled, y, labelled["probability"].to_numpy(dtype=float))

@@ -102,10 +102,20 @@ def blocks(evidence: Evidence, plot: Path) -> list[Block]:
         Heading("Calibration"),
         Image(plot, "reliability plot: observed survival against predicted probability"),
         Heading("By slice"),
+        *slice_blocks(by_slice, min_rows, worse_by, "the whole held-out set's"),
+    ]
+
+
+def slice_blocks(
+    by_slice: Sequence[slices.Slice], min_rows: int, worse_by: float, whole: str
+) -> list[Block]:
+    """What the slices mean, their table and the flagged ones: the card's held-out slices and
+    the drift report's live ones (``whole`` names what a slice is compared with)."""
+    return [
         f"Age bands in years; a missing Age or port is its own slice ({slices.MISSING}). "
         f"family: alone means SibSp + Parch = 0. Flags: *too small* under {min_rows} "
         f"rows (shown, not judged); *worse* when AUC or accuracy is more than "
-        f"{worse_by:.2f} below the whole held-out set's.",
+        f"{worse_by:.2f} below {whole}.",
         Table(
             ["slice", *FIGURE_HEADERS, "flag"],
             [[s.name, *figure_cells(s.figures), ", ".join(s.flags)] for s in by_slice],
@@ -211,10 +221,20 @@ def markdown(content: Sequence[Block]) -> str:
 
 def to_html(content: Sequence[Block]) -> str:
     """The same blocks as one HTML page, the plot embedded so the page stands alone."""
+    title = html.escape(next(b.text for b in content if isinstance(b, Heading)))
+    style = "body{font-family:sans-serif;max-width:60em}td,th{padding:2px 8px;text-align:right}"
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>{html_body(content)}</body></html>\n"
+    )
+
+
+def html_body(content: Sequence[Block], top: str = "h1") -> str:
+    """The blocks as HTML elements: the first heading a ``top``, the others ``h2``."""
     parts = []
     for block in content:
         if isinstance(block, Heading):
-            tag = "h2" if parts else "h1"
+            tag = "h2" if parts else top
             parts.append(f"<{tag}>{html.escape(block.text)}</{tag}>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
@@ -231,12 +251,7 @@ def to_html(content: Sequence[Block]) -> str:
             parts.append(f"{OUTCOME_START}<p>{html.escape(block.text)}</p>{OUTCOME_END}")
         else:
             parts.append(f"<p>{html.escape(block).replace('*', '')}</p>")
-    title = html.escape(next(b.text for b in content if isinstance(b, Heading)))
-    style = "body{font-family:sans-serif;max-width:60em}td,th{padding:2px 8px;text-align:right}"
-    return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
-    )
+    return "".join(parts)
 
 
 def write_card(folder: Path, evidence: Evidence) -> list[Path]:

@@ -7,7 +7,9 @@ the dimensions are :data:`DIMENSIONS`, computed from the raw passenger columns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +51,27 @@ class Slice:
     @property
     def name(self) -> str:
         return f"{self.dimension}={self.value}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form a drift summary keeps (:meth:`from_dict` reads it back)."""
+        return {
+            "slice": self.name,
+            "dimension": self.dimension,
+            "value": self.value,
+            **asdict(self.figures),
+            "flags": list(self.flags),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Slice:
+        figures_ = Figures(**{f.name: data[f.name] for f in fields(Figures)})
+        return cls(data["dimension"], data["value"], figures_, tuple(data["flags"]))
+
+    @property
+    def metric_key(self) -> str:
+        """The slice as an MLflow metric path (``age band/60 and over``): MLflow refuses ``=``
+        and ``+`` in a metric name."""
+        return f"{self.dimension}/{self.value.replace('+', ' and over')}"
 
 
 def figures(y: np.ndarray, p: np.ndarray, threshold: float = THRESHOLD) -> Figures:
