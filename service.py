@@ -24,6 +24,7 @@ from lifeboat.serving import (
     metric_labels,
     predicting,
     reloading,
+    sources,
 )
 from lifeboat.serving.bodies import Prediction
 from lifeboat.serving.predicting import Received
@@ -47,7 +48,7 @@ admin = FastAPI(title="TitanicSurvival operations")
 class TitanicSurvival:
     """Titanic survival predictions from the titanic model in the BentoML store."""
 
-    model = bentoml.models.BentoModel(reloading.MODEL_TAG)
+    model = bentoml.models.BentoModel(sources.MODEL_TAG)
 
     def __init__(self) -> None:
         self.settings = get_settings()

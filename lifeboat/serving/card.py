@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from lifeboat.artifact import CARD_HTML, CARD_MARKDOWN
-from lifeboat.serving.reloading import ModelHolder, resolve
+from lifeboat.serving.reloading import ModelHolder
+from lifeboat.serving.sources import resolve
 
 MARKDOWN_TYPE = "text/markdown"
 

@@ -49,7 +49,15 @@ from pydantic import BaseModel, ValidationError
 from lifeboat import exits
 from lifeboat.prediction import ModelRejected
 from lifeboat.serving import reloading
+from lifeboat.serving.pointer import (
+    forget_dead_servers,
+    marker_path,
+    pointer_lock,
+    write_atomically,
+    write_pointer,
+)
 from lifeboat.serving.reloading import Health, ModelHolder
+from lifeboat.serving.sources import challenger_source, production_source
 from lifeboat.serving.store import open_store
 from lifeboat.settings import Settings
 
@@ -94,7 +102,7 @@ class Roster:
         for stale in self.folder.glob("*.json"):  # a previous server's, with a fixed pointer
             stale.unlink(missing_ok=True)
         server = ServerRecord(arbiter=arbiter, workers=workers)
-        reloading.write_atomically(self._file("server"), server.model_dump_json())
+        write_atomically(self._file("server"), server.model_dump_json())
 
     def record(self, state: str, error: str | None = None) -> WorkerRecord:
         """Write this worker's state; failed starts in a row are counted until it serves."""
@@ -109,7 +117,7 @@ class Roster:
             since=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        reloading.write_atomically(self._file(self.worker_id), record.model_dump_json())
+        write_atomically(self._file(self.worker_id), record.model_dump_json())
         return record
 
     def server(self) -> ServerRecord | None:
@@ -146,7 +154,7 @@ class Roster:
         if (server := self.server()) is None:
             return
         stopped = server.model_copy(update={"stopped": reason})
-        reloading.write_atomically(self._file("server"), stopped.model_dump_json())
+        write_atomically(self._file("server"), stopped.model_dump_json())
         os.kill(server.arbiter, signal.SIGTERM)
 
     def ready(self) -> bool:
@@ -209,18 +217,18 @@ def prepare_server(stored: Any, settings: Settings, workers: int) -> None:
         SystemExit: With :data:`EXIT_NO_MODEL` when no model loads and passes its smoke test.
     """
     arbiter = psutil.Process()
-    pointer = reloading.marker_path(settings, arbiter)
+    pointer = marker_path(settings, arbiter)
     # The private folder holds one pointer per server that ever ran here: forget the stopped.
     private = settings.reload_marker is None
-    if private and (forgotten := reloading.forget_dead_servers(pointer.parent)):
+    if private and (forgotten := forget_dead_servers(pointer.parent)):
         logger.info("forgot %d stopped servers' pointers", len(forgotten))
     store = open_store(settings.model_store)
-    production = reloading.production_source(settings, store)
-    challenger = reloading.challenger_source(settings, store)
+    production = production_source(settings, store)
+    challenger = challenger_source(settings, store)
     try:
-        with reloading.pointer_lock(pointer):
+        with pointer_lock(pointer):
             model, shadow = reloading.startup_model(stored, pointer, store, production, challenger)
-            reloading.write_pointer(pointer, model, shadow)
+            write_pointer(pointer, model, shadow)
     except ModelRejected as exc:
         logger.critical("no valid model to serve, exiting with %d: %s", EXIT_NO_MODEL, exc)
         raise SystemExit(EXIT_NO_MODEL) from None
@@ -249,7 +257,7 @@ def start_worker(stored: Any, settings: Settings) -> tuple[ModelHolder, Roster]:
     """
     from bentoml._internal.context import server_context
 
-    roster = Roster(reloading.marker_path(settings), server_context.worker_index or 0)
+    roster = Roster(marker_path(settings), server_context.worker_index or 0)
     roster.record("starting")
     try:
         holder = reloading.open_holder(stored, settings)

@@ -34,39 +34,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
-import re
-import shutil
-import stat
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import psutil
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from lifeboat.artifact import BENTO_MODEL, ModelMetadata, public_uri, without_credentials
+from lifeboat.artifact import ModelMetadata
 from lifeboat.prediction import LoadedModel, ModelRejected, load_model
-from lifeboat.serving.store import (
-    NOT_FOUND,
-    SHADOW_BENTO_MODEL,
-    NoProductionModel,
-    import_production,
-    open_store,
+from lifeboat.serving.pointer import (
+    InvalidPointer,
+    Pointer,
+    marker_path,
+    pointer_lock,
+    read_pointer,
+    write_pointer,
 )
+from lifeboat.serving.sources import (
+    NO_SHADOW,
+    Absent,
+    Candidate,
+    InvalidCandidate,
+    Production,
+    Serving,
+    Shadow,
+    challenger_source,
+    load_stored,
+    production_source,
+    resolve,
+)
+from lifeboat.serving.store import open_store
 from lifeboat.settings import Settings
 
 logger = logging.getLogger("bentoml.lifeboat.reloading")
-
-MODEL_TAG = f"{BENTO_MODEL}:latest"
-SHADOW_TAG = f"{SHADOW_BENTO_MODEL}:latest"
 
 
 class ShadowInfo(BaseModel):
@@ -117,80 +121,6 @@ class ModelInfo(BaseModel):
     metadata: ModelMetadata
     shadow: ShadowInfo | None = None
     shadow_metadata: ModelMetadata | None = None
-
-
-class Pointer(BaseModel):
-    """The pointer file: the model every worker of this server serves, and its shadow."""
-
-    tag: str
-    version: str | None = None
-    written_at: str
-    shadow_tag: str | None = None
-    shadow_version: str | None = None  # the challenger resolved, loaded or not
-    shadow_note: str | None = None  # why no shadow is scored although one was found
-
-
-class InvalidPointer(ValueError):
-    """The pointer file exists but does not name a model."""
-
-
-class InvalidCandidate(ModelRejected):
-    """Production was found but does not serve: it failed to load or its smoke test."""
-
-
-class Absent(ModelRejected):
-    """No version carries the alias (or the store holds no such model): for the shadow, none."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A model ``/reload`` could serve: its store tag, whether resolving it imported it, and
-    the registry version it comes from when known."""
-
-    tag: str
-    imported: bool = False
-    version: str | None = None
-
-
-@dataclass(frozen=True)
-class Shadow:
-    """The challenger a worker scores beside Production, or why it scores none."""
-
-    model: LoadedModel | None = None
-    version: str | None = None
-    """The challenger version last resolved, loaded or not: the registry poll compares it."""
-    note: str | None = None
-    """Why none is scored although one was found: dropped, or Production's own version."""
-
-
-NO_SHADOW = Shadow()
-
-
-class Serving(NamedTuple):
-    """What a starting worker serves: Production and its shadow."""
-
-    model: LoadedModel
-    shadow: Shadow
-
-
-@dataclass(frozen=True)
-class Production:
-    """Where Production comes from, for one server."""
-
-    resolve: Callable[[], Candidate]
-    """Finds Production's store tag, importing it from the registry first if need be."""
-    source: str
-    """Where ``resolve`` looks, for responses and logs."""
-    alias_version: Callable[[], str] | None = None
-    """The registry version the alias names now (a cheap call; raises :class:`Absent` when it
-    names none); None without a registry."""
-    public: str = ""
-    """``source`` as ``/health`` and ``/model_info`` may show it: no credentials, no server
-    paths (a registry in local files is ``embedded``); empty: ``source`` is public already."""
-
-    def shown(self, text: str) -> str:
-        """``text`` (a message naming ``source``) fit for a public route."""
-        return text.replace(self.source, self.public) if self.public else text
 
 
 class ModelHolder:
@@ -474,171 +404,6 @@ def shadow_from_pointer(named: Pointer, store: Any, current: Shadow = NO_SHADOW)
     return Shadow(model, model.version)
 
 
-def load_stored(store: Any, tag: str) -> LoadedModel:
-    """Load and smoke-test the stored model ``tag``.
-
-    Raises:
-        ModelRejected: Not in the store, unreadable, or failing its smoke test.
-    """
-    return load_model(resolve(store, tag).path, tag)
-
-
-def resolve(store: Any, tag: str) -> Any:
-    """The stored BentoML model for ``tag``.
-
-    Raises:
-        ModelRejected: The tag is not in the store.
-    """
-    try:
-        return store.get(tag)
-    except Exception as exc:
-        raise ModelRejected(f"{tag}: {type(exc).__name__}: {exc}") from exc
-
-
-def production_source(settings: Settings, store: Any) -> Production:
-    """Where this server finds Production.
-
-    With ``MLFLOW_TRACKING_URI``: the registry's ``<model>@<alias>``, imported into ``store``
-    (once per registry version). Without: the store's ``titanic:latest``.
-    """
-    uri = settings.mlflow_tracking_uri
-    if not uri:
-        return Production(lambda: Candidate(MODEL_TAG), f"BentoML store {MODEL_TAG}")
-    return registry_source(uri, settings.model_name, settings.production_alias, BENTO_MODEL, store)
-
-
-def challenger_source(settings: Settings, store: Any) -> Production | None:
-    """Where this server finds the shadow; None when shadow scoring is off.
-
-    With ``MLFLOW_TRACKING_URI``: the registry's ``<model>@<challenger alias>``, imported into
-    ``store`` as ``titanic_shadow`` (never ``titanic``, whose latest is Production without a
-    registry). Without: the store's ``titanic_shadow:latest`` (``python -m training
-    import-model --alias challenger`` puts one there).
-    """
-    if not settings.shadow_scoring or not settings.challenger_alias:
-        return None
-    uri = settings.mlflow_tracking_uri
-    if uri:
-        name, alias = settings.model_name, settings.challenger_alias
-        return registry_source(uri, name, alias, SHADOW_BENTO_MODEL, store)
-
-    def latest() -> Candidate:
-        try:
-            stored = store.get(SHADOW_TAG)
-        except Exception as exc:  # bentoml.exceptions.NotFound: no shadow in the store
-            raise Absent(f"{SHADOW_TAG}: {type(exc).__name__}: {exc}") from exc
-        return Candidate(str(stored.tag), version=stored.info.labels.get("registry_version"))
-
-    return Production(latest, f"BentoML store {SHADOW_TAG}")
-
-
-def registry_source(uri: str, name: str, alias: str, bento_name: str, store: Any) -> Production:
-    """``models:/<name>@<alias>`` from the registry at ``uri``, imported into ``store`` as
-    ``bento_name`` once per registry version."""
-    source = f"models:/{name}@{alias} at {without_credentials(uri)}"
-    # Import MLflow now, while the worker starts, not in the middle of traffic: BentoML's batcher
-    # checks each batch against lazily named types (pandas.core.frame.DataFrame), which fails
-    # with a 500 while a reload thread has pandas half-imported.
-    import mlflow.artifacts  # noqa: F401
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    def imported() -> Candidate:
-        try:
-            model, created = import_production(uri, name, alias, bento_name, store=store)
-        except NoProductionModel as exc:
-            raise Absent(f"{source}: {type(exc).__name__}: {exc}") from exc
-        except Exception as exc:  # the registry down, a missing artifact ...
-            raise ModelRejected(f"{source}: {type(exc).__name__}: {exc}") from exc
-        return Candidate(str(model.tag), created, model.info.labels.get("registry_version"))
-
-    def alias_version() -> str:
-        client = MlflowClient(tracking_uri=uri)
-        try:
-            return str(client.get_model_version_by_alias(name, alias).version)
-        except MlflowException as exc:
-            if exc.error_code in NOT_FOUND:
-                raise Absent(f"no {name}@{alias}") from exc
-            raise
-
-    public = f"models:/{name}@{alias} at {public_uri(uri)}"
-    return Production(imported, source, alias_version, public)
-
-
-def marker_path(settings: Settings, arbiter: psutil.Process | None = None) -> Path:
-    """The pointer file: ``LIFEBOAT_RELOAD_MARKER``, else one of this server's in a private dir.
-
-    The default lives in ``$XDG_RUNTIME_DIR/lifeboat`` or ``~/.cache/lifeboat``, a directory only
-    this user can write (checked), never under a guessable name in a shared ``/tmp``.
-
-    Args:
-        settings: Where ``LIFEBOAT_RELOAD_MARKER`` comes from.
-        arbiter: The process supervising the server's workers; default: this one's parent.
-    """
-    if settings.reload_marker is not None:
-        return settings.reload_marker
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    folder = private_dir(Path(runtime) / "lifeboat" if runtime else Path.home() / ".cache/lifeboat")
-    # The workers of one `bentoml serve` are children of one circus arbiter; its start time
-    # keeps a later server that reuses the pid from reading this server's pointer.
-    arbiter = arbiter or psutil.Process(os.getppid())
-    return folder / f"serving-{arbiter.pid}-{arbiter.create_time():.0f}.json"
-
-
-_SERVER_NAME = re.compile(r"^serving-(\d+)-(\d+)(?=\.)")
-
-
-def forget_dead_servers(folder: Path) -> list[str]:
-    """Delete the pointers, locks and worker records of servers that are gone.
-
-    Their names carry the supervising process's pid and start time (:func:`marker_path`); a
-    name whose process no longer runs, or runs with another start time (a reused pid), belongs
-    to no server. Returns the names forgotten.
-    """
-    forgotten: set[str] = set()
-    for path in folder.glob("serving-*"):
-        if (match := _SERVER_NAME.match(path.name)) is None:
-            continue
-        pid, started = int(match[1]), match[2]
-        with contextlib.suppress(psutil.Error):
-            if f"{psutil.Process(pid).create_time():.0f}" == started:
-                continue
-        forgotten.add(match[0])
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return sorted(forgotten)
-
-
-def private_dir(folder: Path) -> Path:
-    """``folder``, created if need be, after checking no other user can write or own it.
-
-    Raises:
-        PermissionError: It is a symlink, another user's, or group- or world-accessible.
-    """
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.lstat()
-    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise PermissionError(
-            f"{folder} must be a directory of uid {os.geteuid()} with mode 0700 "
-            f"(found uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o})"
-        )
-    return folder
-
-
-@contextlib.contextmanager
-def pointer_lock(pointer: Path) -> Iterator[None]:
-    """Hold the exclusive lock of ``pointer``'s server: one resolve or import at a time."""
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{pointer}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def startup_model(
     stored: Any,
     pointer: Path,
@@ -706,42 +471,6 @@ async def follow_reloads(
         if registry_interval and loop.time() >= next_registry:
             next_registry = loop.time() + registry_interval
             await asyncio.to_thread(holder.follow_registry)
-
-
-def read_pointer(pointer: Path) -> Pointer | None:
-    """What the pointer names; None when this server has none yet.
-
-    Raises:
-        InvalidPointer: The file exists but is not a pointer.
-    """
-    try:
-        return Pointer.model_validate_json(pointer.read_bytes())
-    except FileNotFoundError:
-        return None
-    except ValidationError as exc:
-        raise InvalidPointer(f"{pointer}: not a model pointer: {exc.errors()[0]['msg']}") from exc
-
-
-def write_pointer(pointer: Path, model: LoadedModel, shadow: Shadow = NO_SHADOW) -> None:
-    """Atomically name ``model`` and its shadow (both loaded and smoke-tested) for every
-    worker."""
-    body = Pointer(
-        tag=model.tag,
-        version=model.metadata.version,
-        written_at=datetime.now(UTC).isoformat(),
-        shadow_tag=shadow.model.tag if shadow.model else None,
-        shadow_version=shadow.version,
-        shadow_note=shadow.note,
-    ).model_dump_json()
-    write_atomically(pointer, body)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once: a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def reload_response(result: ReloadResult) -> JSONResponse:

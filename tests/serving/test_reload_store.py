@@ -17,17 +17,14 @@ import bentoml
 import pytest
 
 from lifeboat.prediction import ModelRejected
+from lifeboat.serving.pointer import marker_path, read_pointer
 from lifeboat.serving.reloading import (
-    Candidate,
     ModelHolder,
-    Production,
-    load_stored,
-    marker_path,
     open_holder,
-    read_pointer,
     startup_model,
     swap_in_candidate,
 )
+from lifeboat.serving.sources import Candidate, Production, load_stored
 from lifeboat.serving.store import open_store
 from lifeboat.settings import Settings
 from tests.harness import store_with

@@ -17,13 +17,9 @@ import pytest
 
 from lifeboat import exits
 from lifeboat.prediction import ModelRejected
-from lifeboat.serving.reloading import (
-    Absent,
-    Candidate,
-    Production,
-    open_holder,
-    read_pointer,
-)
+from lifeboat.serving.pointer import read_pointer
+from lifeboat.serving.reloading import open_holder
+from lifeboat.serving.sources import Absent, Candidate, Production
 from lifeboat.serving.store import SHADOW_BENTO_MODEL, open_store
 from lifeboat.settings import Settings
 from tests.harness import ROOT, store_with

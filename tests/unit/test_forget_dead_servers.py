@@ -8,7 +8,7 @@ import sys
 
 import psutil
 
-from lifeboat.serving.reloading import forget_dead_servers
+from lifeboat.serving.pointer import forget_dead_servers
 
 
 def test_only_the_files_of_servers_still_running_are_kept(tmp_path):
