@@ -13,7 +13,9 @@ Here the command runs in a session of its own, so Ctrl+C reaches only this proce
 one SIGINT to the command's first process and lets it stop its components its own way. Whatever
 of the session is still running ``LIFEBOAT_STOP_GRACE_SECONDS`` (60) later is terminated, and
 killed 10 s after that. SIGTERM and SIGHUP (the terminal closed) stop it the same way. A SIGINT
-that was ignored when this started (``nohup``) stays ignored.
+that was ignored when this started (``nohup``) stays ignored. As a container's PID 1 (the
+compose ``airflow`` service), ``docker stop``'s SIGTERM takes the same path (``airflow standalone``
+itself ignores it there: PID 1 gets no default signal actions), and orphans are reaped.
 
 Standard library only: it runs under any Python, Airflow's own included.
 """
@@ -55,6 +57,20 @@ def _as_a_terminal_job() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _reap_orphans(command_pid: int) -> None:
+    """As a container's PID 1, collect the exit of every orphan the kernel handed to us (a task's
+    Spark JVM, say), so none lingers as a zombie; the command's own exit is left to Popen."""
+    while True:
+        try:
+            found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if found is None or found.si_pid == command_pid:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(found.si_pid, 0)
+
+
 def run(command: list[str], grace_seconds: float) -> int:
     child = subprocess.Popen(command, start_new_session=True, preexec_fn=_as_a_terminal_job)
     pgid = child.pid  # the session's one process group, led by the command
@@ -71,8 +87,11 @@ def run(command: list[str], grace_seconds: float) -> int:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, ask_to_stop)
 
+    init = os.getpid() == 1  # a container's init: orphans are ours to reap
     terminated = False
     while child.poll() is None:
+        if init:
+            _reap_orphans(child.pid)
         if asked_at is not None:
             waited = time.monotonic() - asked_at
             if waited > grace_seconds + KILL_AFTER_SECONDS:
@@ -88,6 +107,8 @@ def run(command: list[str], grace_seconds: float) -> int:
         _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_AFTER_SECONDS
         while _group_alive(pgid) and time.monotonic() < deadline:
+            if init:
+                _reap_orphans(child.pid)
             time.sleep(0.2)
         _signal_group(pgid, signal.SIGKILL)
     code = child.returncode

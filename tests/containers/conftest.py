@@ -134,15 +134,16 @@ class Stack:
             timeout=timeout,
         )
 
-    def containers(self, service: str) -> list[dict]:
-        """``docker inspect`` of the service's running containers."""
-        ids = self.compose("ps", "-q", service).stdout.split()
+    def containers(self, service: str, running: bool = True) -> list[dict]:
+        """``docker inspect`` of the service's running containers (all of them: ``running``
+        False)."""
+        ids = self.compose("ps", "-q", *(() if running else ("-a",)), service).stdout.split()
         if not ids:
             return []
         out = subprocess.run(
             ["docker", "inspect", *ids], capture_output=True, text=True, check=True
         )
-        return [c for c in json.loads(out.stdout) if c["State"]["Running"]]
+        return [c for c in json.loads(out.stdout) if c["State"]["Running"] or not running]
 
     def replica_urls(self) -> dict[str, str]:
         """Each running Bento replica's own URL (its address on the stack's network)."""

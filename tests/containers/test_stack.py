@@ -433,7 +433,8 @@ def test_the_airflow_profile_schedules_the_projects_commands_against_the_stack(s
     """Airflow in the stack: metadata in a second database of the stack's PostgreSQL, the DAGs
     mounted and parsed, the monitor DAG's report task running the project's drift report in the
     container against the replicas' logs and the MLflow server, and a training run's approval
-    answered through Airflow's REST API: the approved version reaches every replica."""
+    answered through Airflow's REST API: the approved version reaches every replica; `docker
+    compose stop` stops Airflow cleanly."""
     stack.compose("up", "-d", "airflow", profiles="airflow", timeout=600)
     try:
         ui = f"http://127.0.0.1:{stack.ports['AIRFLOW_PORT']}"
@@ -465,6 +466,20 @@ def test_the_airflow_profile_schedules_the_projects_commands_against_the_stack(s
         said = report.stdout + report.stderr  # Airflow logs the returned verdict
         assert re.search(r"'exit_code': (0|42)", said), said[-4000:]
         approved_in_the_ui(stack, ui)
+
+        # An orphan (its parent gone, as a task's Spark JVM can be) goes to PID 1, which reaps
+        # it; `airflow standalone` as PID 1 left it a zombie.
+        orphan = "sh -c 'sleep 1 &'; sleep 3; ps -eo stat=,pid=,args= | awk '$1 ~ /^Z/'"
+        zombies = stack.compose("exec", "-T", "airflow", "sh", "-c", orphan, profiles="airflow")
+        assert zombies.stdout.strip() == "", zombies.stdout
+        # `docker compose stop`: the image's launcher (PID 1) passes SIGTERM on as the one
+        # SIGINT Airflow stops cleanly on; `airflow standalone` as PID 1 ignored it and was
+        # killed at the end of the grace period (exit 137).
+        stack.compose("stop", "airflow", profiles="airflow", timeout=300)
+        (stopped,) = stack.containers("airflow", running=False)
+        said = stack.compose("logs", "--no-color", "airflow", profiles="airflow").stdout
+        assert stopped["State"]["ExitCode"] == 0, said[-3000:]
+        assert "standalone | Complete" in said and "terminating the rest" not in said
     finally:
         stack.compose("rm", "--stop", "--force", "airflow", profiles="airflow", check=False)
 
