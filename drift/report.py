@@ -1,7 +1,8 @@
 """``drift report``: logs → reference of the serving version → Evidently + PSI → files and MLflow.
 
-Input: the monitoring logs. Output: ``reports/drift/<time>/{report.html, summary.json}`` (with the
-shadow evidence of :mod:`drift.shadow` when a shadow scored the traffic too), the
+Input: the monitoring logs. Output: ``reports/drift/<time>/{report.html, summary.json}`` (with
+live figures by the model card's slices when feedback labels came back, and the shadow evidence
+of :mod:`drift.shadow` when a shadow scored the traffic too), the
 same two files and the figures in a ``titanic-drift`` MLflow run, the verdict as gauges on a
 Prometheus Pushgateway when one is configured, and an exit status (0 no
 drift, 42 drift, 2 a usage or data error).
