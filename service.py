@@ -25,6 +25,7 @@ from lifeboat.serving import (
     predicting,
     reloading,
     sources,
+    traffic,
 )
 from lifeboat.serving.bodies import Prediction
 from lifeboat.serving.predicting import Received
@@ -53,6 +54,7 @@ class TitanicSurvival:
     def __init__(self) -> None:
         self.settings = get_settings()
         guards.quiet_validation_errors()
+        traffic.cancel_finished_timers()  # BentoML keeps each timer for the whole timeout
         self.holder, self.roster = lifecycle.start_worker(self.model, self.settings)
 
     @bentoml.on_deployment
