@@ -179,9 +179,13 @@ def wait_for(check, timeout: float, interval: float = 1.0, what: str = "conditio
     pytest.fail(f"{what}: not reached in {timeout} s (last error: {last!r})")
 
 
-@pytest.fixture(scope="session")
+# Module, not session: every test of the stack is in test_stack.py, and the stack's ten
+# containers (replicas polling the registry, healthchecks, Prometheus scraping) would otherwise
+# run on through the rest of the suite, taking CPU from it.
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
-    """Images built, ``mlflow`` (PostgreSQL, S3, bucket) up and healthy; all removed at the end."""
+    """Images built, ``mlflow`` (PostgreSQL, S3, bucket) up and healthy; all removed after the
+    module's last test."""
     if reason := docker_unavailable():
         if os.environ.get("CI"):
             pytest.fail(f"CI needs a Docker engine for tests/containers: {reason}")
