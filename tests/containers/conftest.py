@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,18 +165,32 @@ class Stack:
         pytest.fail(f"{service}: not {count} healthy after {timeout} s:\n{logs[-6000:]}")
 
 
-def wait_for(check, timeout: float, interval: float = 1.0, what: str = "condition"):
-    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(
+    check,
+    timeout: float,
+    interval: float = 1.0,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
+):
+    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds, with the
+    last error, when the last call raised, and what ``explain`` says of the state then."""
     deadline = time.monotonic() + timeout
-    last = None
+    last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             if result := check():
                 return result
+            last = None
         except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
             last = exc
         time.sleep(interval)
-    pytest.fail(f"{what}: not reached in {timeout} s (last error: {last!r})")
+    state = ""
+    if explain is not None:
+        try:
+            state = "\n" + explain()
+        except Exception as exc:  # the failure message must not hide behind its explanation
+            state = f"\n(explaining failed: {exc!r})"
+    pytest.fail(f"{what}: not reached in {timeout} s (last call raised: {last!r}){state}")
 
 
 # Module, not session: every test of the stack is in test_stack.py, and the stack's ten

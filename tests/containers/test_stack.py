@@ -403,15 +403,34 @@ def test_prometheus_scrapes_every_replica_and_the_drift_gauges_and_grafana_queri
 
     def query(expr: str) -> list[dict]:
         answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
-        return answer.json()["data"]["result"]
+        try:
+            return answer.json()["data"]["result"]
+        except ValueError as exc:
+            raise ValueError(f"{answer.status_code} {answer.text[:300]!r}") from exc
+
+    def targets() -> str:
+        """Prometheus's logs and, if it answers, its view of each target, for a failure."""
+        logs = stack.compose(
+            "logs", "--tail", "40", "prometheus", profiles="monitoring", check=False
+        ).stdout[-4000:]
+        try:
+            active = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
+            seen = [
+                (t["labels"].get("job"), t["labels"].get("instance"), t["health"], t["lastError"])
+                for t in active["activeTargets"]
+            ]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            seen = [repr(exc)]
+        return f"targets: {seen}\nreplicas: {stack.replica_urls()}\n{logs}"
 
     replicas = wait_for(
         lambda: (
             len({r["metric"]["instance"] for r in query("bentoml_service_request_total")})
             >= REPLICAS
         ),
-        90,
+        180,
         what="Prometheus scraping every replica",
+        explain=targets,
     )
     assert replicas
     wait_for(lambda: query("lifeboat_drift_share"), 90, what="the pushed drift gauges")
