@@ -25,28 +25,47 @@ from pathlib import Path
 import typer
 
 from drift.traffic import DATA, TrafficSampler, feedback_line, log_line
+from lifeboat import exits
 
 TIME_LIMIT_S, RSS_LIMIT_MB = 30.0, 1024.0
 app = typer.Typer(add_completion=False)
 
 
 def make_store(home: Path) -> None:
-    """A ``titanic`` model for registry version 1 with data/titanic.csv as its reference, and
-    the embedded MLflow database."""
-    script = (
-        "import json, bentoml, pandas as pd, sys\n"
-        "from lifeboat.passenger import FEATURES, LABEL\n"
-        "with bentoml.models.create('titanic', labels={'registry_version': '1'}) as m:\n"
-        "    pd.read_csv(sys.argv[1])[[*FEATURES, LABEL]].to_csv(f'{m.path}/reference.csv',"
-        " index=False)\n"
-        "    json.dump({'version': '1', 'heldout_auc': 0.86, 'heldout_accuracy': 0.80},"
-        " open(f'{m.path}/metadata.json', 'w'))\n"
-    )
-    subprocess.run([sys.executable, "-c", script, str(DATA)], env=_env(home), check=True)
+    """A ``titanic`` model for registry version 1, as the store import leaves one (the served
+    files and the registry's identity), with data/titanic.csv as its reference; and the
+    embedded MLflow database."""
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    # A child: BENTOML_HOME must be set before bentoml is imported.
+    script = "import sys; from drift.bench import store_model; store_model(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", script, uri], env=_env(home), check=True)
     # The MLflow database, as training leaves it (creating it costs seconds, once per store).
     tables = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments()"
-    uri = f"sqlite:///{home / 'mlflow.db'}"
     subprocess.run([sys.executable, "-c", tables, uri], env=_env(home), check=True)
+
+
+def store_model(tracking_uri: str) -> None:
+    """Put version 1 into the BentoML store of ``BENTOML_HOME``. The report reads its reference
+    and metadata only, never its graph: ``model.onnx`` holds a line that says so."""
+    import hashlib
+
+    import bentoml
+    import pandas as pd
+
+    from lifeboat.artifact import BENTO_MODEL, ModelMetadata, write_model_folder
+    from lifeboat.passenger import FEATURES, LABEL
+
+    metadata = ModelMetadata(
+        run_id="drift-bench",
+        dataset_sha256=hashlib.sha256(DATA.read_bytes()).hexdigest(),
+        heldout_auc=0.86,
+        heldout_accuracy=0.80,
+        trained_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+    ).imported("1", BENTO_MODEL, "production", tracking_uri)
+    reference = pd.read_csv(DATA)[[*FEATURES, LABEL]]
+    with bentoml.models.create(BENTO_MODEL, labels={"registry_version": "1"}) as model:
+        graph = b"drift.bench: the drift report never loads the model\n"
+        write_model_folder(Path(model.path), graph, metadata, reference)
 
 
 def make_logs(folder: Path, rows: int, bad_lines: int = 100, seed: int = 0) -> int:
@@ -91,16 +110,20 @@ def _env(home: Path) -> dict[str, str]:
 
 def run_report(home: Path, logs: Path) -> dict[str, float | int]:
     """One ``python -m drift report`` in a child process: wall seconds, peak RSS, exit status."""
+    errors = home / "report.stderr"
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "drift", "report", "--logs", str(logs)],
-        env=_env(home),
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _, status, usage = os.wait4(child.pid, 0)
+    with errors.open("w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "drift", "report", "--logs", str(logs)],
+            env=_env(home),
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+    if child.returncode not in (exits.OK, exits.DRIFT):  # a failed report measures nothing
+        raise RuntimeError(f"drift report exited {child.returncode}:\n{errors.read_text()[-3000:]}")
     return {
         "wall_seconds": round(time.perf_counter() - started, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
