@@ -45,6 +45,11 @@ admin = FastAPI(title="TitanicSurvival operations")
     # replaces log_path; so does services.TitanicSurvival.monitoring.options.log_path=... in
     # BENTOML_CONFIG_OPTIONS. A relative path is relative to the server's working directory.
     monitoring={"enabled": True, "type": "default", "options": {"log_path": "monitoring"}},
+    # The Bento image (`bentoml containerize`): the stack's pinned slim Python plus wheels, with
+    # distro=None so that BentoML adds no `apt-get install build-essential git` (633 MB; it does
+    # for every distro it knows, custom base image or not): nothing here builds from source.
+    # tests/serving/test_build.py fails if a BentoML upgrade brings the tools back.
+    image=bentoml.images.Image(base_image="python:3.11.14-slim-bookworm", distro=None),
 )
 class TitanicSurvival:
     """Titanic survival predictions from the titanic model in the BentoML store."""

@@ -9,6 +9,7 @@ import re
 
 import yaml
 
+from service import TitanicSurvival
 from tests.harness import ROOT
 
 STANDINS = ROOT / "docker" / "standins"
@@ -50,8 +51,7 @@ def upstream_images() -> set[str]:
         if dockerfile.parent.name != "standins":
             found = set(re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M))
             images |= found - own_bases
-    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
-    images.add(bentofile["docker"]["base_image"])
+    images.add(TitanicSurvival.image.base_image)  # the Bento's, declared on the service
     return images
 
 

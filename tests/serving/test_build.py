@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service import TitanicSurvival
 from tests.harness import BENTOML, ROOT, server_env, serving, store_with
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
@@ -52,7 +53,11 @@ def test_bento_builds_small_and_serves(serving_home, tmp_path):
     assert name == "titanic_survival"
     bento = home / "bentos" / name / version
 
-    assert (bento / "env" / "docker" / "Dockerfile").is_file()
+    # The image `bentoml containerize` builds: the stack's pinned base plus wheels, without the
+    # compilers and git BentoML installs by default (633 MB of the image; service.py, image=).
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert re.search(rf"^FROM {re.escape(TitanicSurvival.image.base_image)}\b", dockerfile, re.M)
+    assert not re.findall(r"apt-get|build-essential|\bgit\b|\bgcc\b", dockerfile), dockerfile
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     packages = requirement_names(requirements)
     # The project's own resolution: uv.lock's export, as is (BentoML repeats its own pin).
