@@ -47,17 +47,16 @@ def make_store(home: Path) -> None:
 def store_model(tracking_uri: str) -> None:
     """Put version 1 into the BentoML store of ``BENTOML_HOME``. The report reads its reference
     and metadata only, never its graph: ``model.onnx`` holds a line that says so."""
-    import hashlib
-
     import bentoml
     import pandas as pd
 
     from lifeboat.artifact import BENTO_MODEL, ModelMetadata, write_model_folder
     from lifeboat.passenger import FEATURES, LABEL
+    from training.data import file_sha256
 
     metadata = ModelMetadata(
         run_id="drift-bench",
-        dataset_sha256=hashlib.sha256(DATA.read_bytes()).hexdigest(),
+        dataset_sha256=file_sha256(DATA),
         heldout_auc=0.86,
         heldout_accuracy=0.80,
         trained_at=datetime.now().astimezone().isoformat(timespec="seconds"),
