@@ -152,16 +152,36 @@ def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
 
     MLflow's own ``with mlflow.start_run()`` ends it FAILED for any exception; this one ends it
     FAILED for an error and KILLED for SIGINT or SIGTERM (with :func:`sigterm_raises`).
+
+    A signal can land between two lines of MLflow's own code, so the runs are ended by who they
+    are, not as ``mlflow.end_run`` does (whatever run is on top of the stack):
+
+    - after ``start_run`` pushed a nested run and before this block began: the enclosing
+      ``tracked_run`` ends every run above its own, then its own (before, it ended the nested
+      one only and left itself RUNNING);
+    - inside ``end_run``, after it popped the run and before it wrote the status: the run is
+      marked KILLED here.
+
+    One window is left: inside ``start_run`` after the run is created and before it is pushed
+    (a few lines of MLflow, no I/O); a run started there stays RUNNING.
     """
     import mlflow
 
-    active = mlflow.start_run(**kwargs)
+    outer = mlflow.active_run()
+    below = outer.info.run_id if outer is not None else None
     try:
+        active = mlflow.start_run(**kwargs)
         yield active
     except BaseException as exc:
-        mlflow.end_run("KILLED" if exit_code(exc) else "FAILED")
+        status = "KILLED" if exit_code(exc) else "FAILED"
+        while (top := mlflow.active_run()) is not None and top.info.run_id != below:
+            mlflow.end_run(status)
         raise
-    mlflow.end_run()
+    try:
+        mlflow.end_run()
+    except BaseException:
+        mlflow.MlflowClient().set_terminated(active.info.run_id, "KILLED")
+        raise
 
 
 def experiment_id(client: Any, settings: Settings, name: str) -> str:

@@ -487,10 +487,17 @@ def test_the_airflow_profile_schedules_the_projects_commands_against_the_stack(s
         approved_in_the_ui(stack, ui)
 
         # An orphan (its parent gone, as a task's Spark JVM can be) goes to PID 1, which reaps
-        # it; `airflow standalone` as PID 1 left it a zombie.
-        orphan = "sh -c 'sleep 1 &'; sleep 3; ps -eo stat=,pid=,args= | awk '$1 ~ /^Z/'"
+        # it; `airflow standalone` as PID 1 left it a zombie. Only PID 1's zombies count: a
+        # live parent waits for its own children when it gets to it (a CI run caught an exited
+        # `airflow worker`, a child of Airflow's executor, before that wait).
+        orphan = (
+            "sh -c 'sleep 1 &'; sleep 3; ps -eo stat=,ppid=,pid=,args= | awk '$1 ~ /^Z/ && $2 == 1'"
+        )
         zombies = stack.compose("exec", "-T", "airflow", "sh", "-c", orphan, profiles="airflow")
-        assert zombies.stdout.strip() == "", zombies.stdout
+        tree = "ps -eo stat,ppid,pid,args"
+        assert zombies.stdout.strip() == "", stack.compose(
+            "exec", "-T", "airflow", "sh", "-c", tree, profiles="airflow"
+        ).stdout
         # `docker compose stop`: the image's launcher (PID 1) passes SIGTERM on as the one
         # SIGINT Airflow stops cleanly on; `airflow standalone` as PID 1 ignored it and was
         # killed at the end of the grace period (exit 137).

@@ -1,0 +1,101 @@
+"""A SIGTERM that lands inside MLflow's own start or end of a nested run leaves no run RUNNING
+(training.runs.tracked_run, in a real MLflow store on SQLite).
+
+Each test sends the process a real SIGTERM at one point of MLflow's code; under
+:func:`training.runs.sigterm_raises` its handler raises there, as it did in a CI run of
+``test_an_interrupted_training_ends_its_runs_killed``, which found the pipeline's run RUNNING.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from training import runs
+
+
+@pytest.fixture
+def client(tmp_path) -> Iterator[MlflowClient]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("interrupts")
+    try:
+        yield MlflowClient(uri)
+    finally:
+        while mlflow.active_run() is not None:  # what an old tracked_run left on the stack
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
+
+
+def _statuses(client: MlflowClient) -> dict[str, str]:
+    (experiment,) = [e for e in client.search_experiments() if e.name == "interrupts"]
+    found = client.search_runs([experiment.experiment_id])
+    return {r.info.run_name: r.info.status for r in found}
+
+
+def _signalled_once(real: Callable[..., Any], when: Callable[..., bool], before: bool) -> Any:
+    """``real``, with a SIGTERM sent to this process before or after its first call that
+    ``when`` accepts."""
+    sent: list[bool] = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        fire = not sent and when(*args, **kwargs)
+        if fire:
+            sent.append(True)  # before the signal: its handler raises in os.kill's caller
+        if fire and before:
+            os.kill(os.getpid(), signal.SIGTERM)
+        result = real(*args, **kwargs)
+        if fire and not before:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    return wrapper
+
+
+def test_a_sigterm_as_a_nested_run_starts_ends_it_and_its_parent_killed(client, monkeypatch):
+    # After start_run pushed the nested run, before the nested block began.
+    nested = _signalled_once(mlflow.start_run, lambda **kw: kw.get("nested", False), before=False)
+    monkeypatch.setattr(mlflow, "start_run", nested)
+    with (
+        pytest.raises(runs.Terminated),
+        runs.sigterm_raises(),
+        runs.tracked_run(run_name="pipeline"),
+        runs.tracked_run(run_name="family", nested=True),
+    ):
+        pytest.fail("the nested block must not start")
+    assert _statuses(client) == {"pipeline": "KILLED", "family": "KILLED"}
+    assert mlflow.active_run() is None
+
+
+def test_a_sigterm_as_a_nested_run_ends_leaves_no_run_running(client, monkeypatch):
+    # Inside end_run, after it popped the nested run, before it wrote its status.
+    ending = _signalled_once(
+        MlflowClient.set_terminated, lambda _client, _run_id, *a, **kw: True, before=True
+    )
+    monkeypatch.setattr(MlflowClient, "set_terminated", ending)
+    with (
+        pytest.raises(runs.Terminated),
+        runs.sigterm_raises(),
+        runs.tracked_run(run_name="pipeline"),
+    ):
+        with runs.tracked_run(run_name="family", nested=True):
+            mlflow.log_metric("auc", 0.87)
+        pytest.fail("the signal must stop the pipeline as the family's run ends")
+    assert _statuses(client) == {"pipeline": "KILLED", "family": "KILLED"}
+    assert mlflow.active_run() is None
+
+
+def test_an_error_ends_the_runs_failed_and_a_clean_block_finished(client):
+    with pytest.raises(ValueError), runs.tracked_run(run_name="pipeline"):
+        with runs.tracked_run(run_name="family", nested=True):
+            pass
+        raise ValueError("a step failed")
+    assert _statuses(client) == {"pipeline": "FAILED", "family": "FINISHED"}
+    assert mlflow.active_run() is None
