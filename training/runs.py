@@ -154,21 +154,22 @@ def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
     FAILED for an error and KILLED for SIGINT or SIGTERM (with :func:`sigterm_raises`).
 
     A signal can land between two lines of MLflow's own code, so the runs are ended by who they
-    are, not as ``mlflow.end_run`` does (whatever run is on top of the stack):
+    are, not only as ``mlflow.end_run`` does (whatever run is on top of the stack):
 
-    - after ``start_run`` pushed a nested run and before this block began: the enclosing
-      ``tracked_run`` ends every run above its own, then its own (before, it ended the nested
-      one only and left itself RUNNING);
+    - inside a nested ``start_run``, after it created the run: the enclosing ``tracked_run``
+      ends every run above its own on the stack, then its own, then any run of its children
+      still RUNNING (before, it ended the top one only, the child, and stayed RUNNING itself);
     - inside ``end_run``, after it popped the run and before it wrote the status: the run is
       marked KILLED here.
 
-    One window is left: inside ``start_run`` after the run is created and before it is pushed
-    (a few lines of MLflow, no I/O); a run started there stays RUNNING.
+    Only direct children are looked for, and a top-level run interrupted inside its own
+    ``start_run`` stays RUNNING: neither happens in this project.
     """
     import mlflow
 
     outer = mlflow.active_run()
     below = outer.info.run_id if outer is not None else None
+    active = None
     try:
         active = mlflow.start_run(**kwargs)
         yield active
@@ -176,12 +177,27 @@ def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
         status = "KILLED" if exit_code(exc) else "FAILED"
         while (top := mlflow.active_run()) is not None and top.info.run_id != below:
             mlflow.end_run(status)
+        if active is not None:
+            _end_children(active.info.experiment_id, active.info.run_id, status)
         raise
     try:
         mlflow.end_run()
     except BaseException:
         mlflow.MlflowClient().set_terminated(active.info.run_id, "KILLED")
         raise
+
+
+def _end_children(experiment_id: str, run_id: str, status: str) -> None:
+    """End with ``status`` the nested runs of ``run_id`` that are still RUNNING."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    running = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
+    )
+    for child in running:
+        client.set_terminated(child.info.run_id, status)
 
 
 def experiment_id(client: Any, settings: Settings, name: str) -> str:

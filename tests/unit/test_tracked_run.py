@@ -74,6 +74,25 @@ def test_a_sigterm_as_a_nested_run_starts_ends_it_and_its_parent_killed(client, 
     assert mlflow.active_run() is None
 
 
+def test_a_sigterm_as_a_nested_run_is_created_ends_it_and_its_parent_killed(client, monkeypatch):
+    # Inside start_run, after it created the nested run, before it pushed it on the stack.
+    creating = _signalled_once(
+        MlflowClient.create_run,
+        lambda _client, *a, **kw: "mlflow.parentRunId" in (kw.get("tags") or {}),
+        before=False,
+    )
+    monkeypatch.setattr(MlflowClient, "create_run", creating)
+    with (
+        pytest.raises(runs.Terminated),
+        runs.sigterm_raises(),
+        runs.tracked_run(run_name="pipeline"),
+        runs.tracked_run(run_name="family", nested=True),
+    ):
+        pytest.fail("the nested block must not start")
+    assert _statuses(client) == {"pipeline": "KILLED", "family": "KILLED"}
+    assert mlflow.active_run() is None
+
+
 def test_a_sigterm_as_a_nested_run_ends_leaves_no_run_running(client, monkeypatch):
     # Inside end_run, after it popped the nested run, before it wrote its status.
     ending = _signalled_once(
