@@ -59,29 +59,29 @@ def _signalled_once(real: Callable[..., Any], when: Callable[..., bool], before:
     return wrapper
 
 
-def test_a_sigterm_as_a_nested_run_starts_ends_it_and_its_parent_killed(client, monkeypatch):
-    # After start_run pushed the nested run, before the nested block began.
-    nested = _signalled_once(mlflow.start_run, lambda **kw: kw.get("nested", False), before=False)
-    monkeypatch.setattr(mlflow, "start_run", nested)
-    with (
-        pytest.raises(runs.Terminated),
-        runs.sigterm_raises(),
-        runs.tracked_run(run_name="pipeline"),
-        runs.tracked_run(run_name="family", nested=True),
-    ):
-        pytest.fail("the nested block must not start")
-    assert _statuses(client) == {"pipeline": "KILLED", "family": "KILLED"}
-    assert mlflow.active_run() is None
+def _nested(**kwargs: Any) -> bool:
+    return bool(kwargs.get("nested"))
 
 
-def test_a_sigterm_as_a_nested_run_is_created_ends_it_and_its_parent_killed(client, monkeypatch):
-    # Inside start_run, after it created the nested run, before it pushed it on the stack.
-    creating = _signalled_once(
-        MlflowClient.create_run,
-        lambda _client, *a, **kw: "mlflow.parentRunId" in (kw.get("tags") or {}),
-        before=False,
-    )
-    monkeypatch.setattr(MlflowClient, "create_run", creating)
+def _with_parent(_client: MlflowClient, *args: Any, **kwargs: Any) -> bool:
+    return "mlflow.parentRunId" in (kwargs.get("tags") or {})
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "when"),
+    [
+        # After start_run pushed the nested run, before the nested block began.
+        (mlflow, "start_run", _nested),
+        # Inside start_run, after it created the nested run, before it pushed it on the stack.
+        (MlflowClient, "create_run", _with_parent),
+    ],
+    ids=["pushed", "created"],
+)
+def test_a_sigterm_as_a_nested_run_starts_ends_it_and_its_parent_killed(
+    client, monkeypatch, owner, name, when
+):
+    signalled = _signalled_once(getattr(owner, name), when, before=False)
+    monkeypatch.setattr(owner, name, signalled)
     with (
         pytest.raises(runs.Terminated),
         runs.sigterm_raises(),
