@@ -16,27 +16,31 @@ from typing import Any
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from training import runs
 
 
 @pytest.fixture
-def client(tmp_path) -> Iterator[MlflowClient]:
+def experiment(tmp_path, monkeypatch) -> Iterator[str]:
+    """An experiment in a SQLite store that is MLflow's tracking URI for this test only.
+
+    Nothing leaks to the tests after it: MLflow's own ``_use_tracking_uri`` puts the
+    process-wide URI back, and monkeypatch the ``MLFLOW_TRACKING_URI`` that MLflow also sets
+    for subprocesses. No ``set_experiment`` (process-wide too): runs name their experiment.
+    """
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("interrupts")
-    try:
-        yield MlflowClient(uri)
-    finally:
-        while mlflow.active_run() is not None:  # what an old tracked_run left on the stack
-            mlflow.end_run()
-        mlflow.set_tracking_uri(previous)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with _use_tracking_uri(uri):
+        try:
+            yield MlflowClient().create_experiment("interrupts")
+        finally:
+            while mlflow.active_run() is not None:  # what an old tracked_run left on the stack
+                mlflow.end_run()
 
 
-def _statuses(client: MlflowClient) -> dict[str, str]:
-    (experiment,) = [e for e in client.search_experiments() if e.name == "interrupts"]
-    found = client.search_runs([experiment.experiment_id])
+def _statuses(experiment: str) -> dict[str, str]:
+    found = MlflowClient().search_runs([experiment])
     return {r.info.run_name: r.info.status for r in found}
 
 
@@ -78,22 +82,22 @@ def _with_parent(_client: MlflowClient, *args: Any, **kwargs: Any) -> bool:
     ids=["pushed", "created"],
 )
 def test_a_sigterm_as_a_nested_run_starts_ends_it_and_its_parent_killed(
-    client, monkeypatch, owner, name, when
+    experiment, monkeypatch, owner, name, when
 ):
     signalled = _signalled_once(getattr(owner, name), when, before=False)
     monkeypatch.setattr(owner, name, signalled)
     with (
         pytest.raises(runs.Terminated),
         runs.sigterm_raises(),
-        runs.tracked_run(run_name="pipeline"),
-        runs.tracked_run(run_name="family", nested=True),
+        runs.tracked_run(run_name="pipeline", experiment_id=experiment),
+        runs.tracked_run(run_name="family", nested=True, experiment_id=experiment),
     ):
         pytest.fail("the nested block must not start")
-    assert _statuses(client) == {"pipeline": "KILLED", "family": "KILLED"}
+    assert _statuses(experiment) == {"pipeline": "KILLED", "family": "KILLED"}
     assert mlflow.active_run() is None
 
 
-def test_a_sigterm_as_a_nested_run_ends_leaves_no_run_running(client, monkeypatch):
+def test_a_sigterm_as_a_nested_run_ends_leaves_no_run_running(experiment, monkeypatch):
     # Inside end_run, after it popped the nested run, before it wrote its status.
     ending = _signalled_once(
         MlflowClient.set_terminated, lambda _client, _run_id, *a, **kw: True, before=True
@@ -102,19 +106,19 @@ def test_a_sigterm_as_a_nested_run_ends_leaves_no_run_running(client, monkeypatc
     with (
         pytest.raises(runs.Terminated),
         runs.sigterm_raises(),
-        runs.tracked_run(run_name="pipeline"),
+        runs.tracked_run(run_name="pipeline", experiment_id=experiment),
     ):
-        with runs.tracked_run(run_name="family", nested=True):
+        with runs.tracked_run(run_name="family", nested=True, experiment_id=experiment):
             mlflow.log_metric("auc", 0.87)
         pytest.fail("the signal must stop the pipeline as the family's run ends")
-    assert _statuses(client) == {"pipeline": "KILLED", "family": "KILLED"}
+    assert _statuses(experiment) == {"pipeline": "KILLED", "family": "KILLED"}
     assert mlflow.active_run() is None
 
 
-def test_an_error_ends_the_runs_failed_and_a_clean_block_finished(client):
-    with pytest.raises(ValueError), runs.tracked_run(run_name="pipeline"):
-        with runs.tracked_run(run_name="family", nested=True):
+def test_an_error_ends_the_runs_failed_and_a_clean_block_finished(experiment):
+    with pytest.raises(ValueError), runs.tracked_run(run_name="pipeline", experiment_id=experiment):
+        with runs.tracked_run(run_name="family", nested=True, experiment_id=experiment):
             pass
         raise ValueError("a step failed")
-    assert _statuses(client) == {"pipeline": "FAILED", "family": "FINISHED"}
+    assert _statuses(experiment) == {"pipeline": "FAILED", "family": "FINISHED"}
     assert mlflow.active_run() is None
