@@ -69,10 +69,6 @@ class DriftRun:
         ends its nested runs that are still RUNNING the same way."""
         status = "KILLED" if killed else "FINISHED" if ok else "FAILED"
         if status != "FINISHED":
-            run = self.client.get_run(self.run_id)
-            for child in self.client.search_runs(
-                [run.info.experiment_id],
-                f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'",
-            ):
-                self.client.set_terminated(child.info.run_id, status)
+            experiment_id = self.client.get_run(self.run_id).info.experiment_id
+            runs.end_running_children(self.client, experiment_id, self.run_id, status)
         self.client.set_terminated(self.run_id, status)

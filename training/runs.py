@@ -178,7 +178,9 @@ def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
         while (top := mlflow.active_run()) is not None and top.info.run_id != below:
             mlflow.end_run(status)
         if active is not None:
-            _end_children(active.info.experiment_id, active.info.run_id, status)
+            end_running_children(
+                mlflow.MlflowClient(), active.info.experiment_id, active.info.run_id, status
+            )
         raise
     try:
         mlflow.end_run()
@@ -187,11 +189,9 @@ def tracked_run(**kwargs: Any) -> Iterator[ActiveRun]:
         raise
 
 
-def _end_children(experiment_id: str, run_id: str, status: str) -> None:
-    """End with ``status`` the nested runs of ``run_id`` that are still RUNNING."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
+def end_running_children(client: Any, experiment_id: str, run_id: str, status: str) -> None:
+    """End with ``status`` the nested runs of ``run_id`` (in ``experiment_id``) still RUNNING:
+    what a run that did not finish owes the runs it started."""
     running = client.search_runs(
         [experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
