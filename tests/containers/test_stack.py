@@ -468,10 +468,11 @@ def test_the_airflow_profile_schedules_the_projects_commands_against_the_stack(s
 
         wait_for(healthy, 300, interval=2, what="airflow standalone healthy")
 
+        def inside(*command: str) -> subprocess.CompletedProcess[str]:
+            return stack.compose("exec", "-T", "airflow", *command, profiles="airflow", timeout=600)
+
         def airflow(*args: str) -> subprocess.CompletedProcess[str]:
-            return stack.compose(
-                "exec", "-T", "airflow", "airflow", *args, profiles="airflow", timeout=600
-            )
+            return inside("airflow", *args)
 
         def parsed() -> set[str]:
             listed = airflow("dags", "list", "--output", "plain")
@@ -493,11 +494,8 @@ def test_the_airflow_profile_schedules_the_projects_commands_against_the_stack(s
         orphan = (
             "sh -c 'sleep 1 &'; sleep 3; ps -eo stat=,ppid=,pid=,args= | awk '$1 ~ /^Z/ && $2 == 1'"
         )
-        zombies = stack.compose("exec", "-T", "airflow", "sh", "-c", orphan, profiles="airflow")
-        tree = "ps -eo stat,ppid,pid,args"
-        assert zombies.stdout.strip() == "", stack.compose(
-            "exec", "-T", "airflow", "sh", "-c", tree, profiles="airflow"
-        ).stdout
+        zombies = inside("sh", "-c", orphan)
+        assert zombies.stdout.strip() == "", inside("ps", "-eo", "stat,ppid,pid,args").stdout
         # `docker compose stop`: the image's launcher (PID 1) passes SIGTERM on as the one
         # SIGINT Airflow stops cleanly on; `airflow standalone` as PID 1 ignored it and was
         # killed at the end of the grace period (exit 137).
